@@ -1,0 +1,68 @@
+"""The `cryorefine` command line: one module per subcommand under `cryorefine.commands`.
+
+Each command module has a docstring (its help), `add_args(parser)` and `main(args)`.
+Errors the user can fix are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import logging
+import sys
+
+from cryorefine import __version__
+from cryorefine.errors import CryorefineError
+
+COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench")
+
+log = logging.getLogger("cryorefine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cryorefine", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cryorefine {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"cryorefine.commands.{name}")
+        doc = (module.__doc__ or "").strip()
+        sub = subparsers.add_parser(
+            name,
+            help=doc.splitlines()[0] if doc else name,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_args(sub)
+        sub.set_defaults(run=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    try:
+        args.run(args)
+    except CryorefineError as exc:
+        print(f"cryorefine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        problem = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"cryorefine {args.command}: error: {where}{problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cryorefine {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

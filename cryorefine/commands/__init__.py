@@ -1,0 +1,1 @@
+"""One module per `cryorefine` subcommand (see `cryorefine.cli.COMMANDS`)."""

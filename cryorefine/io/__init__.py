@@ -1,0 +1,1 @@
+"""Reading and writing RELION STAR files and MRC stacks."""

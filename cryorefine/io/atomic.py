@@ -1,0 +1,87 @@
+"""Atomic writes: a reader never sees a half-written output, and a failure leaves the old one."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from cryorefine.errors import OutputError
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    return exc.strerror or str(exc)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise OutputError(path, f"could not write ({_describe(exc)}); earlier output left as it was") from None
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+class StagedOutputDir:
+    """Build a command's outputs in a hidden staging folder, then publish them together.
+
+    Files are moved into the output folder only when every one of them was written, so an
+    interrupted or failed run leaves the folder as it was (no mixture of old and new files).
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise OutputError(self.out_dir, "exists and is not a directory")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.stage = Path(tempfile.mkdtemp(prefix=".cryorefine-partial-", dir=self.out_dir))
+
+    def path(self, name: str) -> Path:
+        target = self.stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def publish(self) -> None:
+        try:
+            for source in sorted(self.stage.rglob("*")):
+                if source.is_file():
+                    target = self.out_dir / source.relative_to(self.stage)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+        except OSError as exc:
+            raise OutputError(self.out_dir, f"could not publish outputs ({_describe(exc)})") from None
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def __enter__(self) -> "StagedOutputDir":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.publish()
+        else:
+            self.discard()

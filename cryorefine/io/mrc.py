@@ -1,0 +1,153 @@
+"""MRC maps and particle stacks: memory-mapped reads in batches, chunked writes."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryorefine.errors import InputError
+from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_path
+
+
+def _open_mmap(path: Path):
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected an MRC file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mrcfile.mmap(path, mode="r", permissive=True)
+    except Exception as exc:
+        raise InputError(path, f"unreadable MRC file ({exc})") from None
+
+
+def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Read a cubic 3D map (z, y, x) as float32 with its voxel size in Å."""
+    path = Path(path)
+    handle = _open_mmap(path)
+    with handle:
+        if handle.data is None or handle.data.size == 0:
+            raise InputError(path, "map is empty (zero size)")
+        data = np.asarray(handle.data, dtype=np.float32).copy()
+        voxel = float(handle.voxel_size.x)
+    if data.ndim != 3:
+        raise InputError(path, f"expected a 3D map, got shape {data.shape}")
+    if len(set(data.shape)) != 1:
+        raise InputError(path, f"map must be cubic, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise InputError(path, "map contains NaN or Inf values")
+    return data, voxel
+
+
+def read_stack(path: str | os.PathLike) -> np.ndarray:
+    """Read a whole (small) stack as float32 (n, y, x)."""
+    path = Path(path)
+    with _open_mmap(path) as handle:
+        data = np.asarray(handle.data, dtype=np.float32).copy()
+    return data[None] if data.ndim == 2 else data
+
+
+class ParticleImages:
+    """Lazy access to the images a STAR file names, possibly spread over many stacks.
+
+    Stacks are memory-mapped and a small number kept open, so memory does not grow
+    with the number of particles.
+    """
+
+    def __init__(self, star: ParticleStar, project_dir: str | os.PathLike | None = None, max_open: int = 16):
+        self.star = star
+        self.project_dir = Path(project_dir) if project_dir else None
+        names, self.indices = parse_image_name(star)
+        self._stack_of_name: dict[str, Path] = {}
+        self.stack_paths = np.array([self._resolve(name) for name in names], dtype=object)
+        self._open: OrderedDict[Path, object] = OrderedDict()
+        self.max_open = max_open
+        first = self._handle(self.stack_paths[0])
+        shape = first.data.shape
+        self.box = int(shape[-1])
+        if shape[-1] != shape[-2]:
+            raise InputError(self.stack_paths[0], f"images must be square, got {shape[-2]}x{shape[-1]}")
+
+    def _resolve(self, name: str) -> Path:
+        if name not in self._stack_of_name:
+            self._stack_of_name[name] = resolve_stack_path(name, self.star.path, self.project_dir)
+        return self._stack_of_name[name]
+
+    def _handle(self, path: Path):
+        if path in self._open:
+            self._open.move_to_end(path)
+            return self._open[path]
+        handle = _open_mmap(path)
+        if handle.data is None or handle.data.size == 0:
+            raise InputError(path, "stack is empty")
+        self._open[path] = handle
+        if len(self._open) > self.max_open:
+            _, oldest = self._open.popitem(last=False)
+            oldest.close()
+        return handle
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """Images for the given particle rows, float32 (len(rows), box, box)."""
+        out = np.empty((len(rows), self.box, self.box), dtype=np.float32)
+        for k, row in enumerate(rows):
+            path = self.stack_paths[row]
+            data = self._handle(path).data
+            stack = data[None] if data.ndim == 2 else data
+            index = self.indices[row]
+            if index >= stack.shape[0]:
+                raise InputError(path, f"image {index + 1} requested (particle {row + 1}) but the stack has {stack.shape[0]}")
+            if stack.shape[-1] != self.box or stack.shape[-2] != self.box:
+                raise InputError(path, f"box {stack.shape[-1]} differs from {self.box} in the first stack")
+            image = stack[index]
+            if not np.isfinite(image).all():
+                raise InputError(path, f"image {index + 1} (particle {row + 1}) contains NaN or Inf")
+            out[k] = image
+        return out
+
+    def close(self) -> None:
+        for handle in self._open.values():
+            handle.close()
+        self._open.clear()
+
+
+class StackWriter:
+    """Write an (n, box, box) float32 stack in chunks to a memory-mapped MRC file."""
+
+    def __init__(self, path: str | os.PathLike, n: int, box: int, pixel_size: float):
+        self.path = Path(path)
+        self.handle = mrcfile.new_mmap(self.path, shape=(n, box, box), mrc_mode=2, overwrite=True)
+        self.handle.voxel_size = pixel_size
+        self.handle.set_image_stack()
+
+    @property
+    def data(self) -> np.ndarray:
+        return self.handle.data
+
+    def write(self, start: int, images: np.ndarray) -> None:
+        self.handle.data[start : start + len(images)] = images
+
+    def close(self) -> None:
+        self.handle.update_header_stats()
+        self.handle.flush()
+        self.handle.close()
+
+    def __enter__(self) -> "StackWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_map(path: str | os.PathLike, volume: np.ndarray, voxel_size: float) -> None:
+    with mrcfile.new(path, overwrite=True) as handle:
+        handle.set_data(np.asarray(volume, dtype=np.float32))
+        handle.voxel_size = voxel_size

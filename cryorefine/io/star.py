@@ -1,0 +1,328 @@
+"""RELION particle STAR files: read 3.0 / 3.1 / 4.0 / 5.0, write 3.1.
+
+Reading goes through `starfile`; everything that can be malformed is checked here and
+reported as an `InputError` naming the file. Writing is our own small writer so the
+output is exactly RELION 3.1 (`# version 30001`, optics + particles tables).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryorefine.errors import InputError
+from cryorefine.io.atomic import atomic_write_text
+
+# Columns that RELION 3.0 keeps per particle and 3.1+ keeps per optics group.
+OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
+REQUIRED_PARTICLE_COLUMNS = ("rlnImageName",)
+CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV")
+POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+# Optics terms we do not model; refused unless they are neutral.
+UNSUPPORTED_OPTICS = ("rlnBeamTiltX", "rlnBeamTiltY", "rlnOddZernike", "rlnEvenZernike")
+MAG_MATRIX = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
+CORRELATION_COLUMN = "rlnCryorefineSimCorrelation"
+
+
+@dataclass
+class ParticleStar:
+    """A particle STAR file normalised to the RELION 3.1 layout.
+
+    `optics` has one row per optics group (always with rlnImagePixelSize);
+    `particles` one row per particle, with rlnOpticsGroup, and origins in Å.
+    """
+
+    path: Path
+    optics: pd.DataFrame
+    particles: pd.DataFrame
+    source_version: str  # "3.0", "3.1" or "5.0"
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+
+@dataclass
+class ParticleParameters:
+    """Per-particle physical parameters as float arrays (length N), in RELION units."""
+
+    rot: np.ndarray
+    tilt: np.ndarray
+    psi: np.ndarray
+    origin_x_angst: np.ndarray
+    origin_y_angst: np.ndarray
+    defocus_u: np.ndarray  # Å, underfocus positive
+    defocus_v: np.ndarray
+    defocus_angle: np.ndarray  # degrees, U axis from image X axis
+    phase_shift: np.ndarray  # degrees
+    bfactor: np.ndarray  # Å²
+    ctf_scale: np.ndarray
+    voltage: np.ndarray  # kV
+    cs: np.ndarray  # mm
+    amplitude_contrast: np.ndarray
+    pixel_size: np.ndarray  # Å
+    optics_group: np.ndarray  # int
+    random_subset: np.ndarray  # int, 0 when absent
+
+    def subset(self, index: np.ndarray | slice) -> "ParticleParameters":
+        return ParticleParameters(**{k: v[index] for k, v in self.__dict__.items()})
+
+
+def _read_tables(path: Path) -> dict[str, pd.DataFrame]:
+    import starfile
+
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected a STAR file")
+    try:
+        tables = starfile.read(path, always_dict=True)
+    except Exception as exc:  # starfile raises many kinds on malformed text
+        raise InputError(path, f"malformed STAR file ({type(exc).__name__}: {exc})") from None
+    tables = {k: v for k, v in tables.items() if isinstance(v, pd.DataFrame)}
+    if not tables:
+        raise InputError(path, "no data table (loop_) found")
+    return tables
+
+
+def _version_comment(path: Path) -> str | None:
+    with open(path, "r", errors="replace") as handle:
+        for _, line in zip(range(50), handle):
+            if line.startswith("# version"):
+                return line.split()[-1]
+    return None
+
+
+def read_particle_star(path: str | os.PathLike) -> ParticleStar:
+    """Read any RELION particle STAR file into the 3.1 layout, checking what is needed."""
+    path = Path(path)
+    tables = _read_tables(path)
+    if "particles" in tables:
+        particles = tables["particles"].copy()
+        if "optics" not in tables:
+            raise InputError(path, "has data_particles but no data_optics table")
+        optics = tables["optics"].copy()
+        version = "5.0" if _version_comment(path) == "50001" else "3.1"
+    else:
+        # RELION 3.0: one table of particles with optics columns per particle.
+        particles = next(iter(tables.values())).copy()
+        optics, particles = _optics_from_30(path, particles)
+        version = "3.0"
+
+    if len(particles) == 0:
+        raise InputError(path, "contains no particles")
+    for column in REQUIRED_PARTICLE_COLUMNS:
+        if column not in particles:
+            raise InputError(path, f"missing required column _{column}")
+    _check_optics(path, optics, particles)
+    _convert_origins_to_angst(path, optics, particles)
+    return ParticleStar(path=path, optics=optics, particles=particles, source_version=version)
+
+
+def _optics_from_30(path: Path, particles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Build an optics table for a RELION 3.0 file (pixel size from magnification)."""
+    if "rlnImagePixelSize" in particles:
+        pixel = particles["rlnImagePixelSize"].astype(float)
+    elif "rlnDetectorPixelSize" in particles and "rlnMagnification" in particles:
+        pixel = particles["rlnDetectorPixelSize"].astype(float) * 1e4 / particles["rlnMagnification"].astype(float)
+    else:
+        raise InputError(
+            path, "RELION 3.0 file without pixel size (need _rlnDetectorPixelSize and _rlnMagnification)"
+        )
+    keys = pd.DataFrame({"rlnImagePixelSize": pixel.round(6)})
+    for column in OPTICS_COLUMNS_30:
+        if column not in particles:
+            raise InputError(path, f"missing required column _{column}")
+        keys[column] = particles[column].astype(float)
+    groups = keys.drop_duplicates().reset_index(drop=True)
+    groups.insert(0, "rlnOpticsGroup", np.arange(1, len(groups) + 1))
+    groups.insert(1, "rlnOpticsGroupName", [f"opticsGroup{i}" for i in groups["rlnOpticsGroup"]])
+    merged = keys.merge(groups, how="left", on=list(keys.columns))
+    particles = particles.drop(
+        columns=[c for c in (*OPTICS_COLUMNS_30, "rlnMagnification", "rlnDetectorPixelSize", "rlnImagePixelSize") if c in particles]
+    )
+    particles["rlnOpticsGroup"] = merged["rlnOpticsGroup"].to_numpy()
+    # Origins in pixels are converted to Å by _convert_origins_to_angst.
+    groups["rlnImageDimensionality"] = 2
+    return groups, particles
+
+
+def _check_optics(path: Path, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
+    for column in ("rlnOpticsGroup", *OPTICS_COLUMNS_30):
+        if column not in optics:
+            raise InputError(path, f"optics table is missing column _{column}")
+    if "rlnImagePixelSize" not in optics:
+        raise InputError(path, "optics table is missing column _rlnImagePixelSize")
+    if "rlnOpticsGroup" not in particles:
+        if len(optics) != 1:
+            raise InputError(path, "particles lack _rlnOpticsGroup but there are several optics groups")
+        particles["rlnOpticsGroup"] = int(optics["rlnOpticsGroup"].iloc[0])
+    for column in ("rlnImagePixelSize", *OPTICS_COLUMNS_30):
+        values = pd.to_numeric(optics[column], errors="coerce")
+        if values.isna().any() or not np.isfinite(values).all():
+            raise InputError(path, f"optics column _{column} has non-numeric or non-finite values")
+    if (optics["rlnImagePixelSize"].astype(float) <= 0).any():
+        raise InputError(path, "pixel size must be positive")
+    known = set(optics["rlnOpticsGroup"].astype(int))
+    used = set(pd.to_numeric(particles["rlnOpticsGroup"], errors="coerce").fillna(-1).astype(int))
+    if not used <= known:
+        raise InputError(path, f"particles refer to undefined optics groups {sorted(used - known)}")
+    if "rlnCtfDataAreCtfPremultiplied" in optics and (optics["rlnCtfDataAreCtfPremultiplied"].astype(int) != 0).any():
+        raise InputError(path, "CTF-premultiplied particles are not supported")
+
+
+def _convert_origins_to_angst(path: Path, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
+    if "rlnOriginX" in particles and "rlnOriginXAngst" not in particles:
+        pixel = pixel_size_per_particle(optics, particles)
+        for axis in "XY":
+            particles[f"rlnOrigin{axis}Angst"] = particles.pop(f"rlnOrigin{axis}").astype(float) * pixel
+        particles.drop(columns=["rlnOriginZ"], errors="ignore", inplace=True)
+    for axis in "XY":
+        column = f"rlnOrigin{axis}Angst"
+        if column in particles:
+            values = pd.to_numeric(particles[column], errors="coerce")
+            if values.isna().any() or not np.isfinite(values).all():
+                raise InputError(path, f"column _{column} has non-numeric or non-finite values")
+
+
+def pixel_size_per_particle(optics: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
+    table = optics.set_index(optics["rlnOpticsGroup"].astype(int))["rlnImagePixelSize"].astype(float)
+    return table.loc[particles["rlnOpticsGroup"].astype(int)].to_numpy()
+
+
+def _numeric_column(star: ParticleStar, column: str, default: float | None) -> np.ndarray:
+    particles = star.particles
+    if column not in particles:
+        if default is None:
+            raise InputError(star.path, f"missing required column _{column}")
+        return np.full(len(particles), default, dtype=np.float64)
+    values = pd.to_numeric(particles[column], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        bad = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+        raise InputError(star.path, f"column _{column} has a non-numeric or non-finite value (particle {bad})")
+    return values
+
+
+def _optics_column(star: ParticleStar, column: str, default: float | None) -> np.ndarray:
+    optics = star.optics
+    if column in star.particles:  # a particle row may override the optics group
+        return _numeric_column(star, column, default)
+    if column not in optics:
+        if default is None:
+            raise InputError(star.path, f"missing required column _{column}")
+        return np.full(len(star), default)
+    table = optics.set_index(optics["rlnOpticsGroup"].astype(int))[column].astype(float)
+    return table.loc[star.particles["rlnOpticsGroup"].astype(int)].to_numpy()
+
+
+def particle_parameters(star: ParticleStar, require_pose: bool = True, require_ctf: bool = True) -> ParticleParameters:
+    """Per-particle pose, shift and CTF parameters, validated."""
+    pose_default = None if require_pose else 0.0
+    ctf_default = None if require_ctf else 0.0
+    params = ParticleParameters(
+        rot=_numeric_column(star, "rlnAngleRot", pose_default),
+        tilt=_numeric_column(star, "rlnAngleTilt", pose_default),
+        psi=_numeric_column(star, "rlnAnglePsi", pose_default),
+        origin_x_angst=_numeric_column(star, "rlnOriginXAngst", 0.0),
+        origin_y_angst=_numeric_column(star, "rlnOriginYAngst", 0.0),
+        defocus_u=_numeric_column(star, "rlnDefocusU", ctf_default),
+        defocus_v=_numeric_column(star, "rlnDefocusV", ctf_default),
+        defocus_angle=_numeric_column(star, "rlnDefocusAngle", 0.0),
+        phase_shift=_numeric_column(star, "rlnPhaseShift", 0.0),
+        bfactor=_numeric_column(star, "rlnCtfBfactor", 0.0),
+        ctf_scale=_numeric_column(star, "rlnCtfScalefactor", 1.0),
+        voltage=_optics_column(star, "rlnVoltage", None),
+        cs=_optics_column(star, "rlnSphericalAberration", None),
+        amplitude_contrast=_optics_column(star, "rlnAmplitudeContrast", None),
+        pixel_size=pixel_size_per_particle(star.optics, star.particles),
+        optics_group=star.particles["rlnOpticsGroup"].astype(int).to_numpy(),
+        random_subset=_numeric_column(star, "rlnRandomSubset", 0.0).astype(int),
+    )
+    if require_ctf and ((params.defocus_u <= 0).any() or (params.defocus_v <= 0).any()):
+        raise InputError(star.path, "defocus values must be positive (underfocus, in Å)")
+    return params
+
+
+def check_optics_supported(star: ParticleStar) -> None:
+    """Refuse optics terms the forward model does not include, rather than ignore them."""
+    optics = star.optics
+    for column in UNSUPPORTED_OPTICS:
+        if column in optics:
+            values = optics[column]
+            if column.endswith("Zernike"):
+                nonzero = any(any(float(x) != 0 for x in str(v).strip("[]").split(",") if x) for v in values)
+            else:
+                nonzero = (values.astype(float) != 0).any()
+            if nonzero:
+                raise InputError(star.path, f"optics column _{column} (beam tilt / aberrations) is not supported; "
+                                 "use --ignore-aberrations to simulate without it")
+    if all(c in optics for c in MAG_MATRIX):
+        mag = optics[list(MAG_MATRIX)].astype(float).to_numpy()
+        if not np.allclose(mag, [1, 0, 0, 1], atol=1e-3):
+            raise InputError(star.path, "anisotropic magnification (_rlnMagMat*) is not supported; "
+                             "use --ignore-aberrations to simulate without it")
+
+
+def parse_image_name(star: ParticleStar) -> tuple[np.ndarray, np.ndarray]:
+    """Split rlnImageName ('000012@Extract/a.mrcs') into stack paths and 0-based indices."""
+    names = star.particles["rlnImageName"].astype(str).to_numpy()
+    indices = np.empty(len(names), dtype=np.int64)
+    stacks = np.empty(len(names), dtype=object)
+    for i, name in enumerate(names):
+        number, sep, stack = name.partition("@")
+        if not sep:
+            number, stack = "1", name
+        try:
+            indices[i] = int(number) - 1
+        except ValueError:
+            raise InputError(star.path, f"particle {i + 1}: bad _rlnImageName {name!r}") from None
+        if indices[i] < 0:
+            raise InputError(star.path, f"particle {i + 1}: image index must start at 1 in {name!r}")
+        stacks[i] = stack
+    return stacks, indices
+
+
+def resolve_stack_path(stack: str, star_path: Path, project_dir: Path | None) -> Path:
+    """Find a stack named in a STAR file: project dir, cwd, the STAR's folder or its parents."""
+    candidates = []
+    if project_dir is not None:
+        candidates.append(project_dir / stack)
+    candidates.append(Path(stack))
+    folder = star_path.resolve().parent
+    for parent in (folder, *folder.parents[:3]):
+        candidates.append(parent / stack)
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(star_path, f"image stack {stack!r} not found (looked relative to the project, "
+                     "the current directory and the STAR file's folder)")
+
+
+def _format_value(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+            return f"{value:.6f}"
+        return f"{value:.6g}" if abs(value) >= 1e6 or (value != 0 and abs(value) < 1e-4) else f"{value:.6f}"
+    text = str(value)
+    return text if text and not any(ch.isspace() for ch in text) else f'"{text}"'
+
+
+def format_table(name: str, table: pd.DataFrame) -> str:
+    lines = [f"data_{name}", "", "loop_"]
+    lines += [f"_{column} #{i}" for i, column in enumerate(table.columns, start=1)]
+    columns = [table[c].to_numpy() for c in table.columns]
+    for row in zip(*columns):
+        lines.append(" ".join(_format_value(v) for v in row))
+    return "\n".join(lines) + "\n\n"
+
+
+def write_particle_star(path: str | os.PathLike, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
+    """Write a RELION 3.1 particle STAR file atomically."""
+    text = "\n# version 30001\n\n" + format_table("optics", optics) + "# version 30001\n\n" + format_table(
+        "particles", particles
+    )
+    atomic_write_text(Path(path), text)

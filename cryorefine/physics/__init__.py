@@ -1,0 +1,1 @@
+"""The forward model: RELION's projection, origin shift and CTF, on torch tensors."""

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+
+setup(
+    name="cryorefine",
+    version="0.1.0",
+    description="Make simulated cryo-EM particle images look like real ones (engine, Scipion plugin, RELION External job)",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    python_requires=">=3.9",
+    packages=find_packages(include=["cryorefine", "cryorefine.*", "cryorefine_scipion", "cryorefine_scipion.*",
+                                    "relion_external", "relion_external.*"]),
+    package_data={
+        "cryorefine": ["data/demo/*"],
+        "cryorefine_scipion": ["protocols.conf"],
+    },
+    include_package_data=True,
+    # Ranges compatible with Scipion's own pins (numpy 1.26, scipy <= 1.10, mrcfile <= 1.4.3),
+    # so the engine and the plugin can share one environment.
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24,<2.3",
+        "scipy>=1.10",
+        "pandas>=1.5,<3",
+        "mrcfile>=1.4",
+        "starfile>=0.5",
+        "emtable>=0.0.14",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+        "torch-ctf>=0.6,<0.7",
+        "torch-fourier-slice>=0.6,<0.7",
+    ],
+    extras_require={
+        "tests": ["pytest>=7", "hypothesis>=6"],
+        "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11"],
+    },
+    entry_points={
+        "console_scripts": [
+            "cryorefine=cryorefine.cli:main",
+            "cryorefine-relion-external=relion_external.wrapper:main",
+        ],
+        "pyworkflow.plugin": ["cryorefine_scipion = cryorefine_scipion"],
+    },
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+    ],
+)
