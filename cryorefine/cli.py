@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"cryorefine.commands.{name}")
+        if not hasattr(module, "main"):
+            continue
         doc = (module.__doc__ or "").strip()
         sub = subparsers.add_parser(
             name,

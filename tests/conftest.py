@@ -1,0 +1,30 @@
+"""Shared test settings: paths to the optional shared data and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CRYOREFINE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def shared_data(*parts: str) -> Path:
+    """A path under ../shared/data, or a visible skip when the shared data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `cryorefine ARGS` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "cryorefine.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)
