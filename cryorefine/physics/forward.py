@@ -14,7 +14,7 @@ import torch
 
 from cryorefine.io.star import ParticleParameters
 from cryorefine.physics.ctf import relion_ctf_rfft
-from cryorefine.physics.imaging import fourier_resize, from_rfft, to_rfft, translation_phase, window
+from cryorefine.physics.imaging import centring_shift, fourier_resize, translation_phase, window
 from cryorefine.physics.projection import FourierProjector, relion_rotation_matrices
 
 log = logging.getLogger(__name__)
@@ -84,27 +84,26 @@ class ForwardModel:
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float32), device=self.device)
 
-    def project(self, params: ParticleParameters) -> torch.Tensor:
+    def project_rfft(self, params: ParticleParameters) -> torch.Tensor:
+        """Projections' rfft (B, box, box//2+1), from the half map of each particle's subset if given."""
         matrices = relion_rotation_matrices(*(self._tensor(a) for a in (params.rot, params.tilt, params.psi)))
         matrices = matrices.to(self.device)
         if self.half_projectors is None:
-            return self.projector.project(matrices)
-        images = torch.empty((len(params.rot), self.box, self.box), device=self.device)
+            return self.projector.project_rfft(matrices)
+        spectra = torch.empty((len(params.rot), self.box, self.box // 2 + 1), dtype=torch.complex64, device=self.device)
         subsets = np.asarray(params.random_subset)
-        for half, projector in enumerate(self.half_projectors, start=1):
-            rows = np.flatnonzero(subsets == half)
+        for half, projector in ((1, self.half_projectors[0]), (2, self.half_projectors[1]), (None, self.projector)):
+            rows = np.flatnonzero(subsets == half) if half else np.flatnonzero((subsets != 1) & (subsets != 2))
             if len(rows):
-                images[torch.as_tensor(rows, device=self.device)] = projector.project(matrices[rows])
-        rest = np.flatnonzero((subsets != 1) & (subsets != 2))
-        if len(rest):
-            images[torch.as_tensor(rest, device=self.device)] = self.projector.project(matrices[rest])
-        return images
+                spectra[torch.as_tensor(rows, device=self.device)] = projector.project_rfft(matrices[rows])
+        return spectra
 
     def transfer(self, params: ParticleParameters) -> torch.Tensor:
-        """Shift and CTF as one rfft-domain factor (B, box, box//2+1)."""
+        """Origin shift, CTF and the move of the centre from pixel 0 to N//2 as one rfft factor (B, N, N//2+1)."""
         origin_px_x = self._tensor(params.origin_x_angst) / self.pixel_size
         origin_px_y = self._tensor(params.origin_y_angst) / self.pixel_size
-        factor = translation_phase(-origin_px_x, -origin_px_y, self.box)
+        centre = centring_shift(self.box)  # includes the final fftshift, see `simulate`
+        factor = translation_phase(centre - origin_px_x, centre - origin_px_y, self.box)
         if self.apply_ctf:
             ctf = relion_ctf_rfft(
                 defocus_u=self._tensor(params.defocus_u),
@@ -116,7 +115,7 @@ class ForwardModel:
                 phase_shift_deg=self._tensor(params.phase_shift),
                 bfactor=self._tensor(params.bfactor + self.extra_bfactor),
                 scale=self._tensor(params.ctf_scale),
-                pixel_size=torch.full((len(params.rot),), self.pixel_size, device=self.device),
+                pixel_size=self.pixel_size,
                 box=self.box,
             )
             factor = factor * ctf
@@ -124,8 +123,8 @@ class ForwardModel:
 
     def simulate(self, params: ParticleParameters) -> torch.Tensor:
         """Clean images (B, box, box) as they would appear in the particle stack."""
-        projections = self.project(params)
-        return from_rfft(to_rfft(projections) * self.transfer(params), self.box)
+        spectrum = self.project_rfft(params) * self.transfer(params)
+        return torch.fft.irfft2(spectrum, s=(self.box, self.box))  # already centred by the transfer's phase
 
 
 def rebox(images: torch.Tensor, target_box: int | None, resized_box: int | None) -> torch.Tensor:

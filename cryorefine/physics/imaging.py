@@ -21,15 +21,24 @@ def from_rfft(spectrum: torch.Tensor, box: int) -> torch.Tensor:
     return torch.fft.fftshift(torch.fft.irfft2(spectrum, s=(box, box)), dim=(-2, -1))
 
 
+def centring_shift(box: int) -> float:
+    """The translation (pixels) that `fftshift` applies: folding it into a phase saves the copy."""
+    return float(box // 2)
+
+
 def translation_phase(shift_x: torch.Tensor, shift_y: torch.Tensor, box: int) -> torch.Tensor:
     """Phase factors (B, box, box//2+1) that translate images by (shift_x, shift_y) pixels.
 
-    new(x) = old(x - shift): positive shifts move the content towards larger x / y.
+    new(x) = old(x - shift): positive shifts move the content towards larger x / y. The factor is
+    separable, so it is built from one row and one column per image.
     """
-    ky = torch.fft.fftfreq(box, device=shift_x.device, dtype=torch.float64)[None, :, None]
-    kx = torch.fft.rfftfreq(box, device=shift_x.device, dtype=torch.float64)[None, None, :]
-    phase = -2.0 * math.pi * (kx * shift_x.double()[:, None, None] + ky * shift_y.double()[:, None, None])
-    return torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
+    ky = torch.fft.fftfreq(box, device=shift_x.device, dtype=torch.float64)
+    kx = torch.fft.rfftfreq(box, device=shift_x.device, dtype=torch.float64)
+    phase_x = -2.0 * math.pi * kx[None, :] * shift_x.double()[:, None]
+    phase_y = -2.0 * math.pi * ky[None, :] * shift_y.double()[:, None]
+    row = torch.polar(torch.ones_like(phase_x), phase_x).to(torch.complex64)
+    column = torch.polar(torch.ones_like(phase_y), phase_y).to(torch.complex64)
+    return column[:, :, None] * row[:, None, :]
 
 
 def fourier_resize(images: torch.Tensor, new_box: int) -> torch.Tensor:
