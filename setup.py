@@ -36,7 +36,7 @@ setup(
     ],
     extras_require={
         "tests": ["pytest>=7", "hypothesis>=6"],
-        "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11"],
+        "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-relion>=5"],
     },
     entry_points={
         "console_scripts": [

@@ -13,7 +13,7 @@ import torch
 
 
 @functools.lru_cache(maxsize=32)
-def _ring_weights(height: int, width: int, n_bins: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def ring_indices(height: int, width: int, n_bins: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Ring index of every rfft coefficient and the number of coefficients per ring."""
     fy = torch.fft.fftfreq(height, device=device)
     fx = torch.fft.rfftfreq(width, device=device)
@@ -37,7 +37,7 @@ def radial_log_power(images: torch.Tensor, n_bins: int | None = None) -> torch.T
     n_bins = n_bins or default_bins(min(height, width))
     spectrum = torch.fft.rfft2(images.float(), norm="ortho")
     log_power = torch.log1p(spectrum.real**2 + spectrum.imag**2)
-    ring, counts = _ring_weights(height, width, n_bins, str(images.device))
+    ring, counts = ring_indices(height, width, n_bins, str(images.device))
     flat = log_power.reshape(-1, ring.numel())
     sums = torch.zeros(flat.shape[0], n_bins + 1, device=images.device, dtype=flat.dtype)
     sums = sums.index_add(1, ring, flat)

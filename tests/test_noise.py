@@ -1,0 +1,134 @@
+"""Noise baselines: fitted on paired synthetic data with known noise, then sampled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cryorefine.noise import BASELINES, NoiseModel, fit_noise_models
+from cryorefine.spectra import rpsd_distance
+
+N, BOX = 64, 48
+
+
+def _clean(seed: int = 0) -> torch.Tensor:
+    """Smooth random images with std 0.5 (signal on raw's scale)."""
+    generator = torch.Generator().manual_seed(seed)
+    white = torch.randn(N, BOX, BOX, generator=generator)
+    f = torch.fft.fftfreq(BOX)
+    low_pass = torch.exp(-(f[:, None] ** 2 + f[None, :] ** 2) / (2 * 0.05**2))
+    images = torch.fft.ifft2(torch.fft.fft2(white) * low_pass).real
+    return images / images.std() * 0.5
+
+
+def _coloured_noise(seed: int = 1) -> torch.Tensor:
+    """Unit-variance noise with a strong low-pass colour, unlike white noise."""
+    generator = torch.Generator().manual_seed(seed)
+    white = torch.randn(N, BOX, BOX, generator=generator)
+    f = torch.fft.fftfreq(BOX)
+    envelope = 0.3 + torch.exp(-((f[:, None] ** 2 + f[None, :] ** 2) / 0.15**2))
+    noise = torch.fft.ifft2(torch.fft.fft2(white) * envelope).real
+    return noise / noise.std()
+
+
+def _skewness(x: torch.Tensor) -> float:
+    c = x.double() - x.double().mean()
+    return float((c**3).mean() / c.std() ** 3)
+
+
+@pytest.fixture(scope="module")
+def paired():
+    clean = _clean()
+    raw = clean + 0.3 + _coloured_noise()
+    return raw, clean, fit_noise_models(raw, clean)
+
+
+def test_fits_every_baseline_with_right_shape_dtype_and_variance(paired):
+    raw, clean, models = paired
+    assert set(models) == set(BASELINES)
+    residual = raw - clean
+    for name, model in models.items():
+        assert model.kind == name
+        out = model.sample(clean, torch.Generator().manual_seed(3))
+        assert out.shape == clean.shape and out.dtype == clean.dtype
+        noise = out - clean
+        assert float(noise.var()) == pytest.approx(float(residual.var()), rel=0.04), name
+        assert float(noise.mean()) == pytest.approx(0.3, abs=0.02), name
+
+
+def test_coloured_noise_reproduces_the_measured_spectrum_and_white_does_not(paired):
+    raw, clean, models = paired
+    residual = raw - clean
+    coloured = models["coloured"].sample(clean, torch.Generator().manual_seed(4)) - clean
+    white = models["gaussian"].sample(clean, torch.Generator().manual_seed(4)) - clean
+    coloured_l1 = float(rpsd_distance(coloured, residual)[0])
+    white_l1 = float(rpsd_distance(white, residual)[0])
+    assert coloured_l1 < 0.03
+    assert white_l1 > 5 * coloured_l1
+
+
+def test_low_dose_poisson_is_right_skewed_and_its_dose_is_recovered():
+    clean = _clean()
+    truth = NoiseModel("poisson", poisson_std=1.0, dose=5.0)
+    raw = truth.sample(clean, torch.Generator().manual_seed(5))
+    fitted = fit_noise_models(raw, clean)["poisson"]
+    assert fitted.dose == pytest.approx(5.0, rel=0.2)
+    out = fitted.sample(clean, torch.Generator().manual_seed(6))
+    assert _skewness(out - clean) == pytest.approx(1 / 5.0**0.5, rel=0.2)  # Poisson skewness 1/√D > 0
+    gaussian = fit_noise_models(raw, clean)["gaussian"].sample(clean, torch.Generator().manual_seed(6))
+    assert abs(_skewness(gaussian - clean)) < 0.05
+
+
+def test_gaussian_plus_poisson_split_is_recovered_from_signal_dependence():
+    clean = _clean()
+    truth = NoiseModel("gaussian+poisson", poisson_std=0.8, dose=5.0, gaussian_std=0.6)
+    raw = truth.sample(clean, torch.Generator().manual_seed(7))
+    fitted = fit_noise_models(raw, clean)["gaussian+poisson"]
+    assert fitted.poisson_std == pytest.approx(0.8, rel=0.1)
+    assert fitted.gaussian_std == pytest.approx(0.6, rel=0.15)
+    assert fitted.dose == pytest.approx(5.0, rel=0.3)
+
+
+def test_gaussian_plus_poisson_falls_back_to_half_split_for_symmetric_noise(paired):
+    _, _, models = paired  # coloured Gaussian noise: no skew, no signal dependence
+    model = models["gaussian+poisson"]
+    assert model.poisson_std == pytest.approx(model.gaussian_std, rel=1e-6)
+
+
+def test_to_dict_from_dict_round_trip_through_json(paired):
+    _, clean, models = paired
+    for model in models.values():
+        restored = NoiseModel.from_dict(json.loads(json.dumps(model.to_dict())))
+        assert restored == model
+        a = model.sample(clean[:4], torch.Generator().manual_seed(8))
+        b = restored.sample(clean[:4], torch.Generator().manual_seed(8))
+        assert torch.equal(a, b)
+
+
+def test_seeded_sampling_is_deterministic_and_seeds_differ(paired):
+    _, clean, models = paired
+    for model in models.values():
+        a = model.sample(clean[:4], torch.Generator().manual_seed(9))
+        b = model.sample(clean[:4], torch.Generator().manual_seed(9))
+        c = model.sample(clean[:4], torch.Generator().manual_seed(10))
+        assert torch.equal(a, b)
+        assert not torch.equal(a, c)
+
+
+def test_unknown_kind_and_unpaired_inputs_are_refused():
+    with pytest.raises(ValueError, match="unknown noise baseline"):
+        NoiseModel("salt")
+    with pytest.raises(ValueError, match="paired"):
+        fit_noise_models(torch.zeros(2, 8, 8), torch.zeros(3, 8, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sampling_on_the_gpu_with_a_gpu_generator(paired):
+    raw, clean, models = paired
+    generator = torch.Generator(device="cuda").manual_seed(11)
+    for model in models.values():
+        out = model.sample(clean.cuda(), generator)
+        assert out.device.type == "cuda" and out.dtype == clean.dtype
+        assert float((out.cpu() - clean).var()) == pytest.approx(float((raw - clean).var()), rel=0.04)
