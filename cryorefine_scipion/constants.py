@@ -1,0 +1,16 @@
+"""Names shared by the plugin: site variables, STAR labels, output names."""
+
+# Site variables (environment or the Scipion config file).
+CRYOREFINE_BIN_VAR = "CRYOREFINE_BIN"  # the `cryorefine` executable to call
+CRYOREFINE_ENV_ACTIVATION_VAR = "CRYOREFINE_ENV_ACTIVATION"  # e.g. "conda activate cryorefine"
+
+# STAR labels the plugin writes or reads besides the usual RELION ones.
+SOURCE_ID_LABEL = "rlnImageId"  # Scipion id of the particle a row came from
+SIM_CORRELATION_LABEL = "rlnCryorefineSimCorrelation"  # written by `cryorefine simulate`
+SIM_CORRELATION_ATTR = "_cryorefine_simCorrelation"  # the same value on a Scipion particle
+
+# Files the engine writes (the command line contract).
+SIM_STAR = "sim.star"
+RAW_STAR = "raw.star"
+PARTICLES_STAR = "particles.star"
+MODEL_PLOTS = ("panels.png", "rpsd.png", "losses.png")

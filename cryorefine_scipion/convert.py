@@ -1,0 +1,238 @@
+"""Scipion particles <-> RELION 3.1 particle STAR files, with exact pose conversion.
+
+Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
+- RELION Euler angles (rot, tilt, psi), degrees, ZYZ: A = Rz(psi)·Ry(tilt)·Rz(rot).
+- RELION origins (rlnOriginX/YAngst) in Å; Scipion shifts in pixels.
+- Scipion 4x4 transform T: T[:3,:3] = Aᵀ and T[:3,3] = Aᵀ·origin_px,
+  so A = T[:3,:3]ᵀ and origin_px = A·T[:3,3].
+- CTF: both keep defocus U/V in Å and the angle of the U axis from the X axis;
+  Scipion standardises to defocusU >= defocusV and 0 <= angle < 180.
+
+Only Scipion's own stack (numpy, emtable, pwem) is used here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from emtable import Table
+import pyworkflow.object as pwobj
+from pwem.objects import Acquisition, CTFModel, Particle, SetOfParticles, Transform
+
+from cryorefine_scipion.constants import SIM_CORRELATION_ATTR, SIM_CORRELATION_LABEL, SOURCE_ID_LABEL
+
+MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map")
+# Per-particle attributes the RELION import keeps as `_rln<Label>` and that the engine uses.
+PASSED_THROUGH_LABELS = ("rlnRandomSubset", "rlnCtfBfactor", "rlnCtfScalefactor")
+
+
+@dataclass(frozen=True)
+class RelionPose:
+    """One particle's pose in RELION units: angles in degrees, origins in Å."""
+
+    rot: float
+    tilt: float
+    psi: float
+    origin_x_angst: float
+    origin_y_angst: float
+
+
+def relion_rotation(rot: float, tilt: float, psi: float) -> np.ndarray:
+    """RELION's 3x3 matrix A = Rz(psi)·Ry(tilt)·Rz(rot) for angles in degrees."""
+    phi, theta, psi_ = np.deg2rad([rot, tilt, psi])
+    cf, sf = np.cos(phi), np.sin(phi)
+    ct, st = np.cos(theta), np.sin(theta)
+    cp, sp = np.cos(psi_), np.sin(psi_)
+    return np.array([
+        [cp * ct * cf - sp * sf, cp * ct * sf + sp * cf, -cp * st],
+        [-sp * ct * cf - cp * sf, -sp * ct * sf + cp * cf, sp * st],
+        [st * cf, st * sf, ct],
+    ])
+
+
+def relion_angles(matrix: np.ndarray) -> tuple[float, float, float]:
+    """(rot, tilt, psi) in degrees, tilt in [0, 180], for a RELION rotation matrix A."""
+    a = np.asarray(matrix, dtype=np.float64)
+    sin_tilt = np.hypot(a[0, 2], a[1, 2])
+    tilt = np.arctan2(sin_tilt, a[2, 2])
+    if sin_tilt > 1e-9:
+        rot = np.arctan2(a[2, 1], a[2, 0])
+        psi = np.arctan2(a[1, 2], -a[0, 2])
+    elif a[2, 2] > 0:  # tilt = 0: only rot + psi is defined; put it all in psi
+        rot, psi = 0.0, np.arctan2(a[0, 1], a[0, 0])
+    else:  # tilt = 180: only psi - rot is defined
+        rot, psi = 0.0, np.arctan2(a[0, 1], -a[0, 0])
+    return float(np.rad2deg(rot)), float(np.rad2deg(tilt)), float(np.rad2deg(psi))
+
+
+def scipion_matrix(pose: RelionPose, pixel_size: float) -> np.ndarray:
+    """The Scipion 4x4 projection transform for a RELION pose (shifts in pixels)."""
+    a = relion_rotation(pose.rot, pose.tilt, pose.psi)
+    origin_px = np.array([pose.origin_x_angst, pose.origin_y_angst, 0.0]) / pixel_size
+    matrix = np.eye(4)
+    matrix[:3, :3] = a.T
+    matrix[:3, 3] = a.T @ origin_px
+    return matrix
+
+
+def relion_pose(matrix: np.ndarray, pixel_size: float) -> RelionPose:
+    """The RELION pose of a Scipion 4x4 projection transform.
+
+    The out-of-plane part of the shift (the z of A·t) does not move the projection and is dropped.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    a = matrix[:3, :3].T
+    origin_px = a @ matrix[:3, 3]
+    rot, tilt, psi = relion_angles(a)
+    return RelionPose(rot, tilt, psi, float(origin_px[0] * pixel_size), float(origin_px[1] * pixel_size))
+
+
+def is_mrc_stack(filename: str) -> bool:
+    return filename.lower().endswith(MRC_EXTENSIONS)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _optics_key(acquisition: Acquisition) -> tuple[float, float, float]:
+    return (float(acquisition.getVoltage()), float(acquisition.getSphericalAberration()),
+            float(acquisition.getAmplitudeContrast()))
+
+
+def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: bool = True) -> int:
+    """Write a SetOfParticles (CTF required, 3D alignment when `with_pose`) as a RELION 3.1 STAR file.
+
+    Image paths are written relative to the STAR file's folder; each row keeps the Scipion
+    id in rlnImageId so results can be matched back. Returns the number of rows.
+    """
+    pixel_size = float(particles.getSamplingRate())
+    box = int(particles.getXDim())
+    star_dir = os.path.dirname(os.path.abspath(star_path))
+    groups: dict[tuple[float, float, float], int] = {}
+    labels = ["rlnImageName", SOURCE_ID_LABEL]
+    if with_pose:
+        labels += ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]
+    labels += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnOpticsGroup"]
+    first = particles.getFirstItem()
+    extra = [label for label in PASSED_THROUGH_LABELS if first.hasAttribute(f"_{label}")]
+    table = Table(columns=labels + extra)
+
+    for particle in particles.iterItems(orderBy="id"):
+        index, filename = particle.getLocation()
+        stack = os.path.relpath(os.path.abspath(filename), star_dir)
+        ctf = particle.getCTF()
+        group = groups.setdefault(_optics_key(particle.getAcquisition()), len(groups) + 1)
+        row = [f"{index or 1:06d}@{stack}", int(particle.getObjId())]
+        if with_pose:
+            pose = relion_pose(particle.getTransform().getMatrix(), pixel_size)
+            row += [pose.rot, pose.tilt, pose.psi, pose.origin_x_angst, pose.origin_y_angst]
+        row += [float(ctf.getDefocusU()), float(ctf.getDefocusV()), float(ctf.getDefocusAngle()),
+                float(ctf.getPhaseShift() or 0.0), group]
+        row += [getattr(particle, f"_{label}").get() for label in extra]
+        table.addRow(*row)
+
+    optics = Table(columns=["rlnOpticsGroupName", "rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration",
+                            "rlnAmplitudeContrast", "rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality"])
+    for (voltage, cs, amplitude_contrast), group in groups.items():
+        optics.addRow(f"opticsGroup{group}", group, voltage, cs, amplitude_contrast, pixel_size, box, 2)
+
+    with open(star_path, "w") as handle:
+        handle.write("\n# version 30001\n")
+        optics.writeStar(handle, tableName="optics")
+        handle.write("\n# version 30001\n")
+        table.writeStar(handle, tableName="particles")
+    return table.size()
+
+
+# ---------------------------------------------------------------- reading
+
+
+@dataclass
+class StarParticles:
+    """The rows of a RELION 3.1 particle STAR file as the plugin needs them."""
+
+    path: str
+    pixel_size: float
+    optics: dict[int, object]  # optics group -> row
+    rows: list
+
+
+def read_particles_star(star_path: str) -> StarParticles:
+    optics = Table(fileName=star_path, tableName="optics")
+    rows = list(Table(fileName=star_path, tableName="particles"))
+    pixel_sizes = {float(row.rlnImagePixelSize) for row in optics}
+    if len(pixel_sizes) != 1:
+        raise ValueError(f"{star_path}: expected one pixel size, found {sorted(pixel_sizes)}")
+    return StarParticles(star_path, pixel_sizes.pop(), {int(row.rlnOpticsGroup): row for row in optics}, rows)
+
+
+def _image_location(image_name: str, star_path: str) -> tuple[int, str]:
+    """(1-based index, path relative to the working directory) of a `N@stack` name.
+
+    The engine writes stacks relative to the STAR file's folder.
+    """
+    number, _, stack = image_name.partition("@")
+    beside_star = os.path.join(os.path.dirname(star_path), stack)
+    path = beside_star if os.path.exists(beside_star) else stack
+    return int(number), os.path.relpath(path)
+
+
+def _set_correlation(particle: Particle, row) -> None:
+    if row.hasColumn(SIM_CORRELATION_LABEL):
+        setattr(particle, SIM_CORRELATION_ATTR, pwobj.Float(float(row.get(SIM_CORRELATION_LABEL))))
+
+
+def fill_from_sources(output: SetOfParticles, star: StarParticles, sources: SetOfParticles) -> None:
+    """Add one particle per STAR row, copying CTF, pose, acquisition and attributes from the
+    source particle named by rlnImageId; only the image location (and, if the pixel size
+    changed, the shift in pixels) differ. One pass over the sources, in id order."""
+    rows_by_id: dict[int, list] = {}
+    for row in star.rows:
+        if not row.hasColumn(SOURCE_ID_LABEL):
+            raise ValueError(f"{star.path}: rows lack _{SOURCE_ID_LABEL}, cannot match them to the input particles")
+        rows_by_id.setdefault(int(row.get(SOURCE_ID_LABEL)), []).append(row)
+    renumber = any(len(rows) > 1 for rows in rows_by_id.values())  # a source used twice
+    scale = float(sources.getSamplingRate()) / star.pixel_size
+    found = 0
+    for source in sources.iterItems(orderBy="id"):
+        for row in rows_by_id.get(int(source.getObjId()), ()):
+            particle = source.clone()
+            if renumber:
+                particle.setObjId(None)
+            particle.setLocation(_image_location(row.rlnImageName, star.path))
+            particle.setSamplingRate(star.pixel_size)
+            if scale != 1.0 and particle.hasTransform():
+                matrix = particle.getTransform().getMatrix()
+                matrix[:3, 3] *= scale
+                particle.getTransform().setMatrix(matrix)
+            _set_correlation(particle, row)
+            output.append(particle)
+            found += 1
+    if found != len(star.rows):
+        missing = sorted(set(rows_by_id) - {int(i) for i in sources.getIdSet()})[:5]
+        raise ValueError(f"{star.path}: rows name particles that are not in the input set (ids {missing}...)")
+
+
+def particle_from_row(row, star: StarParticles, acquisition: Acquisition) -> Particle:
+    """A new particle with pose, CTF and acquisition read from a STAR row."""
+    optics = star.optics[int(row.rlnOpticsGroup)]
+    particle = Particle(location=_image_location(row.rlnImageName, star.path))
+    particle.setSamplingRate(star.pixel_size)
+    pose = RelionPose(float(row.rlnAngleRot), float(row.rlnAngleTilt), float(row.rlnAnglePsi),
+                      float(row.get("rlnOriginXAngst", 0.0)), float(row.get("rlnOriginYAngst", 0.0)))
+    particle.setTransform(Transform(scipion_matrix(pose, star.pixel_size)))
+    ctf = CTFModel(defocusU=float(row.rlnDefocusU), defocusV=float(row.rlnDefocusV),
+                   defocusAngle=float(row.get("rlnDefocusAngle", 0.0)))
+    ctf.setPhaseShift(float(row.get("rlnPhaseShift", 0.0)))
+    ctf.standardize()
+    particle.setCTF(ctf)
+    particle_acquisition = Acquisition()
+    particle_acquisition.copy(acquisition)
+    particle_acquisition.setVoltage(float(optics.rlnVoltage))
+    particle_acquisition.setSphericalAberration(float(optics.rlnSphericalAberration))
+    particle_acquisition.setAmplitudeContrast(float(optics.rlnAmplitudeContrast))
+    particle.setAcquisition(particle_acquisition)
+    _set_correlation(particle, row)
+    return particle

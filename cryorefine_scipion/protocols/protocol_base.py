@@ -1,0 +1,69 @@
+"""What every cryorefine protocol shares: the compute form, running the command line, input checks."""
+
+import os
+
+import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
+
+from cryorefine_scipion import Plugin
+from cryorefine_scipion.convert import is_mrc_stack
+
+
+def local_path(filename: str) -> str:
+    """An absolute path for a Scipion file name (which may carry a ':mrc' format suffix)."""
+    for suffix in (":mrc", ":mrcs"):
+        if filename.endswith(suffix):
+            filename = filename[: -len(suffix)]
+    return os.path.abspath(filename)
+
+
+def particle_problems(particles, what: str) -> list[str]:
+    """Why a SetOfParticles cannot be simulated or paired, in words (empty when it can)."""
+    problems = []
+    if not particles.hasAlignmentProj():
+        problems.append(f"{what} have no 3D alignment (projection angles and shifts); run a 3D refinement "
+                        "first, or import them with their refined poses.")
+    if not particles.hasCTF():
+        problems.append(f"{what} have no CTF; estimate the CTF of their micrographs and re-extract, "
+                        "or import them with their CTF.")
+    first = particles.getFirstItem()
+    if first is not None and not is_mrc_stack(local_path(first.getFileName())):
+        problems.append(f"{what} are stored as {os.path.basename(first.getFileName())}; cryorefine reads MRC "
+                        "stacks only (convert the stack to .mrcs first).")
+    return problems
+
+
+def geometry_problem(what: str, box: int, sampling: float, expected_box: int, expected_sampling: float) -> list[str]:
+    """A box or pixel-size mismatch, explained (empty when both agree within 0.1 %)."""
+    if box != expected_box:
+        return [f"{what} are {box} px but the model was trained on {expected_box} px images; "
+                "re-box them (or simulate with the same box) first."]
+    if abs(sampling - expected_sampling) > 1e-3 * expected_sampling:
+        return [f"{what} have {sampling:.4f} Å/px but the model was trained at {expected_sampling:.4f} Å/px; "
+                "resample them to the model's pixel size first."]
+    return []
+
+
+class ProtCryorefineBase(EMProtocol):
+    """Base of the cryorefine protocols: GPU selection and the call of the `cryorefine` program."""
+
+    def _defineComputeParams(self, form):
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True,
+                       label="Use GPU",
+                       help="Run on a GPU (CUDA); set to No to run on the CPU (slow, for small tests).")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0",
+                       label="GPU ID", help="The GPU to use; Scipion fills it from the queue or host settings.")
+        form.addParallelSection(threads=1, mpi=0)
+
+    def _device(self) -> str:
+        return "cuda" if self.usesGpu() else "cpu"
+
+    def _runCryorefine(self, command: str, arguments: list) -> None:
+        """Run `cryorefine COMMAND ARGS...`; each argument is passed as one word."""
+        env = Plugin.getEnviron()
+        if self.usesGpu():
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in self.getGpuList())
+        self.runJob(Plugin.getProgram(), [command, *map(str, arguments)], env=env, numberOfMpi=1)
+
+    def _citations(self):
+        return []

@@ -1,0 +1,333 @@
+"""The Scipion plugin in a real headless Scipion (pyworkflow + pwem): conversions, protocols, viewers.
+
+Nothing of Scipion is mocked: a project is created in a temporary SCIPION_USER_DATA, the real
+TRPV1 particles are imported with Scipion's RELION importer, and the protocols run the
+`cryorefine` command line in Scipion's own subprocesses. Skips visibly when Scipion is absent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli, shared_data
+
+
+def _prepare_scipion_environment() -> Path | None:
+    """Point Scipion at a throw-away home before pyworkflow is imported (it reads these once)."""
+    if "pyworkflow" in sys.modules:
+        return None
+    root = Path(tempfile.mkdtemp(prefix="cryorefine-scipion-"))
+    atexit.register(shutil.rmtree, root, True)
+    (root / "home" / "config").mkdir(parents=True)
+    (root / "home" / "config" / "hosts.conf").write_text(
+        "[localhost]\nPARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s\n")
+    os.environ.update(
+        SCIPION_HOME=str(root / "home"), SCIPION_USER_DATA=str(root / "data"), SCIPION_TESTS=str(root / "tests"),
+        SCIPION_DOMAIN="pwem", SCIPION_PYTHON=sys.executable, SCIPION_TEST_NOSYNC="1", SCIPION_NOTIFY="False",
+        OMP_NUM_THREADS="1",  # the protocols' engine runs share a small machine
+    )
+    return root
+
+
+SCIPION_ROOT = _prepare_scipion_environment()
+pytest.importorskip("tkinter", reason="Tk is needed for Scipion to register its protocols")
+pytest.importorskip("pyworkflow", reason="Scipion (scipion-pyworkflow) is not installed")
+pytest.importorskip("pwem", reason="Scipion (scipion-em) is not installed")
+
+from pwem.constants import ALIGN_PROJ  # noqa: E402
+from pwem.protocols import ProtImportParticles, ProtImportVolumes  # noqa: E402
+from pyworkflow.plugin import Domain  # noqa: E402
+from pyworkflow.project import Manager  # noqa: E402
+from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
+
+from cryorefine.io.star import particle_parameters, read_particle_star  # noqa: E402
+from cryorefine_scipion.constants import SIM_CORRELATION_ATTR  # noqa: E402
+from cryorefine_scipion.convert import (  # noqa: E402
+    RelionPose,
+    relion_pose,
+    relion_rotation,
+    scipion_matrix,
+    write_particles_star,
+)
+from cryorefine_scipion.protocols import (  # noqa: E402
+    ProtCryorefineRefine,
+    ProtCryorefineSimulate,
+    ProtCryorefineTrain,
+)
+from cryorefine_scipion.viewers import CryorefineModelViewer, CryorefinePlotsViewer  # noqa: E402
+
+TRAIN_STEPS = 4
+
+
+def _pearson(a, b) -> float:
+    a, b = np.ravel(a) - np.mean(a), np.ravel(b) - np.mean(b)
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def _astigmatism(u: float, v: float, angle_deg: float) -> np.ndarray:
+    """The defocus quadratic form; equal for equivalent (U, V, angle) triples."""
+    c, s = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    q = np.array([[c, s], [-s, c]])
+    return q.T @ np.diag([u, v]) @ q
+
+
+# ---------------------------------------------------------------- pure conversions
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pose_round_trip_reproduces_rotation_and_origin(seed):
+    rng = np.random.default_rng(seed)
+    poses = [RelionPose(*rng.uniform([-180, 0, -180], [180, 180, 180]), *rng.uniform(-20, 20, 2)) for _ in range(200)]
+    poses += [RelionPose(30.0, 0.0, 40.0, 3.0, -2.0), RelionPose(-50.0, 180.0, 10.0, -1.5, 4.0)]  # gimbal lock
+    for pose in poses:
+        back = relion_pose(scipion_matrix(pose, pixel_size=1.7), pixel_size=1.7)
+        np.testing.assert_allclose(relion_rotation(back.rot, back.tilt, back.psi),
+                                   relion_rotation(pose.rot, pose.tilt, pose.psi), atol=1e-9)
+        assert back.origin_x_angst == pytest.approx(pose.origin_x_angst, abs=1e-9)
+        assert back.origin_y_angst == pytest.approx(pose.origin_y_angst, abs=1e-9)
+
+
+def test_relion_rotation_is_zyz_and_scipion_keeps_its_transpose():
+    """A = Rz(psi)Ry(tilt)Rz(rot) with RELION's signs; T[:3,:3] = Aᵀ and T[:3,3] = Aᵀ·origin_px."""
+    a = relion_rotation(90.0, 0.0, 0.0)
+    np.testing.assert_allclose(a, [[0, 1, 0], [-1, 0, 0], [0, 0, 1]], atol=1e-12)
+    a = relion_rotation(0.0, 90.0, 0.0)
+    np.testing.assert_allclose(a, [[0, 0, -1], [0, 1, 0], [1, 0, 0]], atol=1e-12)
+    pose = RelionPose(10.0, 70.0, -35.0, 4.0, -6.0)
+    matrix = scipion_matrix(pose, pixel_size=2.0)
+    a = relion_rotation(10.0, 70.0, -35.0)
+    np.testing.assert_allclose(matrix[:3, :3], a.T)
+    np.testing.assert_allclose(a @ matrix[:3, 3], [2.0, -3.0, 0.0], atol=1e-12)
+
+
+def test_plugin_is_discovered_and_never_imports_torch():
+    """The entry point registers protocols, objects and viewers; the plugin stays a launcher."""
+    assert "cryorefine_scipion" in Domain.getPlugins()
+    assert {"ProtCryorefineSimulate", "ProtCryorefineTrain", "ProtCryorefineRefine"} <= set(Domain.getProtocols())
+    assert {"CryorefinePairs", "CryorefineModel"} <= set(Domain.getObjects())
+    assert {"CryorefineModelViewer", "CryorefinePlotsViewer"} <= set(Domain.getViewers())
+    code = ("import sys, cryorefine_scipion.protocols, cryorefine_scipion.viewers; "
+            "assert 'torch' not in sys.modules, 'the plugin imported torch'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------- a headless project
+
+
+@pytest.fixture(scope="module")
+def project():
+    if SCIPION_ROOT is None:
+        pytest.skip("pyworkflow was imported before this module could configure a temporary Scipion home")
+    cwd = os.getcwd()
+    proj = Manager().createProject("cryorefine_plugin_test")
+    os.chdir(proj.path)  # protocols and the paths in Scipion sets are relative to the project
+    yield proj
+    os.chdir(cwd)
+
+
+def _launch(project, protocol_class, **kwargs):
+    protocol = project.newProtocol(protocol_class, **kwargs)
+    errors = protocol.validate()
+    assert not errors, errors
+    project.launchProtocol(protocol, wait=True)
+    if not protocol.isFinished():
+        log = Path(project.path) / protocol.getLogPaths()[0]
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:]) if log.exists() else ""
+        pytest.fail(f"{protocol.getRunName()} did not finish ({protocol.getStatus()}):\n{tail}")
+    return protocol
+
+
+@pytest.fixture(scope="module")
+def trpv1(project):
+    folder = shared_data("trpv1")
+    pytest.importorskip("relion", reason="scipion-em-relion is needed to import RELION STAR files into Scipion")
+    particles = _launch(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
+                        starFile=str(folder / "particles.star"), samplingRate=4.88, voltage=300,
+                        sphericalAberration=2.0, amplitudeContrast=0.1, magnification=10000)
+    volume = _launch(project, ProtImportVolumes, filesPath=str(folder / "consensus_map.mrc"), samplingRate=4.88)
+    return particles, volume
+
+
+@pytest.fixture(scope="module")
+def simulated(project, trpv1):
+    particles, volume = trpv1
+    return _launch(project, ProtCryorefineSimulate, inputParticles=particles.outputParticles,
+                   inputVolume=volume.outputVolume, useGpu=False)
+
+
+@pytest.fixture(scope="module")
+def trained(project, simulated):
+    return _launch(project, ProtCryorefineTrain, inputPairs=simulated.outputPairs, steps=TRAIN_STEPS, batchSize=4,
+                   useGpu=False)
+
+
+def _assert_same_particles_metadata(output, source):
+    """Poses, CTF and acquisition equal the source particle's with the same id."""
+    assert output.getSize() == source.getSize()
+    assert output.getSamplingRate() == pytest.approx(source.getSamplingRate())
+    assert output.getAlignment() == ALIGN_PROJ and output.hasCTF()
+    for particle in output.iterItems():
+        original = source[particle.getObjId()]
+        np.testing.assert_array_equal(particle.getTransform().getMatrix(), original.getTransform().getMatrix())
+        for getter in ("getDefocusU", "getDefocusV", "getDefocusAngle", "getPhaseShift"):
+            assert getattr(particle.getCTF(), getter)() == getattr(original.getCTF(), getter)()
+        assert particle.getAcquisition().getVoltage() == original.getAcquisition().getVoltage()
+        assert particle.getAcquisition().getSphericalAberration() == original.getAcquisition().getSphericalAberration()
+
+
+def _images(particles) -> np.ndarray:
+    """The pixels of a set, in id order, read from the files the set points to."""
+    stacks = {}
+    images = []
+    for particle in particles.iterItems(orderBy="id"):
+        index, filename = particle.getLocation()
+        if filename not in stacks:
+            with mrcfile.open(filename, permissive=True) as handle:
+                stacks[filename] = np.asarray(handle.data, dtype=np.float32).copy()
+        images.append(stacks[filename][index - 1])
+    return np.stack(images)
+
+
+def test_relion_import_keeps_3d_alignment_and_agrees_with_our_conversion(trpv1):
+    """Scipion's RELION importer guesses 2D/3D from the first row: check the angles survived,
+    and that its transforms equal ours (two independent implementations of the convention)."""
+    particles = trpv1[0].outputParticles
+    star = read_particle_star(shared_data("trpv1", "particles.star"))
+    params = particle_parameters(star)
+    assert particles.getSize() == len(star) == 10
+    assert particles.getAlignment() == ALIGN_PROJ
+    for i, particle in enumerate(particles.iterItems(orderBy="id")):
+        pose = RelionPose(params.rot[i], params.tilt[i], params.psi[i], params.origin_x_angst[i],
+                          params.origin_y_angst[i])
+        np.testing.assert_allclose(particle.getTransform().getMatrix(), scipion_matrix(pose, 4.88), atol=1e-5)
+
+
+def test_star_round_trip_reproduces_poses_ctf_and_images(trpv1, tmp_path):
+    particles = trpv1[0].outputParticles
+    original = read_particle_star(shared_data("trpv1", "particles.star"))
+    star_path = tmp_path / "round_trip.star"
+    assert write_particles_star(particles, str(star_path)) == 10
+    written = read_particle_star(star_path)  # the engine's own reader
+    before, after = particle_parameters(original), particle_parameters(written)
+    for i in range(10):
+        np.testing.assert_allclose(relion_rotation(after.rot[i], after.tilt[i], after.psi[i]),
+                                   relion_rotation(before.rot[i], before.tilt[i], before.psi[i]), atol=1e-5)
+        np.testing.assert_allclose(_astigmatism(after.defocus_u[i], after.defocus_v[i], after.defocus_angle[i]),
+                                   _astigmatism(before.defocus_u[i], before.defocus_v[i], before.defocus_angle[i]),
+                                   atol=1e-2)
+    np.testing.assert_allclose(after.origin_x_angst, before.origin_x_angst, atol=1e-4)
+    np.testing.assert_allclose(after.origin_y_angst, before.origin_y_angst, atol=1e-4)
+    for name in ("pixel_size", "voltage", "cs", "amplitude_contrast", "random_subset"):
+        np.testing.assert_allclose(getattr(after, name), getattr(before, name))
+    from cryorefine.io.mrc import ParticleImages, read_stack
+
+    np.testing.assert_array_equal(ParticleImages(written).read(np.arange(10)),
+                                  read_stack(shared_data("trpv1", "particles.mrcs")))
+
+
+def test_simulate_protocol_registers_pairs_like_the_engine_run_directly(simulated, trpv1, tmp_path):
+    source = trpv1[0].outputParticles
+    sim, raw = simulated.outputSimParticles, simulated.outputRawParticles
+    _assert_same_particles_metadata(sim, source)
+    _assert_same_particles_metadata(raw, source)
+    assert sim.getXDim() == raw.getXDim() == 48
+    correlations = [particle.getAttributeValue(SIM_CORRELATION_ATTR) for particle in sim.iterItems()]
+    assert all(0.05 < r < 1 for r in correlations), correlations  # real data: about 0.18 each
+    assert simulated.outputPairs.getBoxSize() == 48
+    assert "Simulated 10 particles" in simulated.summary()[0]
+
+    direct = tmp_path / "direct"
+    result = run_cli("simulate", "--particles", shared_data("trpv1", "particles.star"),
+                     "--map", shared_data("trpv1", "consensus_map.mrc"), "--out", direct, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    with mrcfile.open(direct / "sim.mrcs") as handle:
+        expected = np.asarray(handle.data, dtype=np.float32)
+    through_scipion = _images(sim)
+    for i in range(10):
+        assert _pearson(through_scipion[i], expected[i]) >= 0.999
+    with mrcfile.open(direct / "raw.mrcs") as handle:
+        np.testing.assert_allclose(_images(raw), handle.data, atol=1e-4)
+
+
+def test_train_protocol_registers_a_model_with_plots(trained, simulated):
+    model = trained.outputModel
+    assert os.path.isdir(model.getPath())
+    assert model.getBoxSize() == 48 and model.getSamplingRate() == pytest.approx(4.88)
+    views = CryorefineModelViewer(project=trained.getProject())._visualize(model)
+    assert [os.path.basename(view.path) for view in views] == ["panels.png", "rpsd.png", "losses.png"]
+    assert all(os.path.getsize(view.path) > 1000 for view in views)
+    viewers = Domain.findViewers(trained, DESKTOP_TKINTER)
+    assert CryorefinePlotsViewer in viewers
+
+
+def test_train_protocol_continues_a_model(project, trained, simulated):
+    """'Continue training' copies the model and passes --resume: the log goes on past the first run."""
+    continued = _launch(project, ProtCryorefineTrain, inputPairs=simulated.outputPairs, steps=TRAIN_STEPS + 2,
+                        batchSize=4, continueFrom=trained.outputModel, useGpu=False)
+    with open(continued.outputModel.getPath("log.csv")) as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert max(steps) == TRAIN_STEPS + 2
+    assert "--resume" in (Path(project.path) / continued.getLogPaths()[0]).read_text()
+
+
+def test_refine_apply_keeps_poses_and_ctf_and_evaluates(project, trained, simulated):
+    refined = _launch(project, ProtCryorefineRefine, inputModel=trained.outputModel, mode=0,
+                      inputParticles=simulated.outputSimParticles, rawParticles=simulated.outputRawParticles,
+                      useGpu=False)
+    output = refined.outputParticles
+    _assert_same_particles_metadata(output, simulated.outputSimParticles)
+    images = _images(output)
+    assert images.shape == (10, 48, 48) and np.isfinite(images).all() and images.std() > 0
+    assert not np.allclose(images, _images(simulated.outputSimParticles))
+    assert os.path.exists(refined.evaluationDir("metrics.json"))
+    viewer = CryorefinePlotsViewer(project=project)
+    viewer.setProtocol(refined)
+    plots = viewer._plots()
+    assert any(path.endswith("rpsd.png") for path in plots.values()), plots
+
+
+def test_refine_generate_makes_new_particles_at_template_poses(project, trained, simulated, trpv1):
+    template = simulated.outputRawParticles
+    generated = _launch(project, ProtCryorefineRefine, inputModel=trained.outputModel, mode=1,
+                        inputVolume=trpv1[1].outputVolume, templateParticles=template,
+                        numberOfParticles=6, poses=1, useGpu=False)
+    template_rotations = [p.getTransform().getMatrix()[:3, :3] for p in template.iterItems()]
+    template_defoci = {round(p.getCTF().getDefocusU(), 1) for p in template.iterItems()}
+    for output in (generated.outputParticles, generated.outputCleanParticles):
+        assert output.getSize() == 6
+        assert output.getSamplingRate() == pytest.approx(4.88) and output.getXDim() == 48
+        assert output.getAlignment() == ALIGN_PROJ and output.hasCTF()
+        for particle in output.iterItems():
+            rotation = particle.getTransform().getMatrix()[:3, :3]
+            assert min(np.abs(rotation - other).max() for other in template_rotations) < 1e-4
+            assert round(particle.getCTF().getDefocusU(), 1) in template_defoci
+            assert particle.getCTF().getDefocusU() >= particle.getCTF().getDefocusV() > 0
+            assert particle.getAcquisition().getVoltage() == 300
+        assert np.isfinite(_images(output)).all()
+
+
+def test_validation_explains_unusable_inputs(project, trained, trpv1):
+    """Particles without poses or CTF, and at another pixel size, are refused with reasons."""
+    folder = shared_data("trpv1")
+    bare = _launch(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_FILES,
+                   filesPath=str(folder), filesPattern="particles.mrcs", samplingRate=3.0, voltage=300,
+                   sphericalAberration=2.0, amplitudeContrast=0.1, magnification=10000)
+    simulate = project.newProtocol(ProtCryorefineSimulate, inputParticles=bare.outputParticles,
+                                   inputVolume=trpv1[1].outputVolume)
+    errors = " ".join(simulate.validate())
+    assert "no 3D alignment" in errors and "no CTF" in errors
+    refine = project.newProtocol(ProtCryorefineRefine, inputModel=trained.outputModel, mode=0,
+                                 inputParticles=bare.outputParticles)
+    assert "3.0000 Å/px but the model was trained at 4.8800 Å/px" in " ".join(refine.validate())
