@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["cryorefine", "cryorefine.*", "cryorefine_scipion", "cryorefine_scipion.*",
                                     "relion_external", "relion_external.*"]),
     package_data={
-        "cryorefine": ["data/demo/*"],
+        "cryorefine": ["data/demo/*", "data/demo/trpv1/*"],
         "cryorefine_scipion": ["protocols.conf"],
     },
     include_package_data=True,

@@ -26,8 +26,9 @@ TARGET_BOX = 560
 
 def main() -> None:
     BUNDLE.mkdir(parents=True, exist_ok=True)
+    (BUNDLE / "trpv1").mkdir(exist_ok=True)
     for name in ("consensus_map.mrc", "particles.mrcs", "particles.star"):
-        shutil.copyfile(SHARED / "trpv1" / name, BUNDLE / f"trpv1_{name}")
+        shutil.copyfile(SHARED / "trpv1" / name, BUNDLE / "trpv1" / name)
     with mrcfile.open(SHARED / "micrograph_epu" / "epu2.9_example.mrc", permissive=True) as handle:
         micrograph = np.asarray(handle.data, dtype=np.float32)
         pixel = float(handle.voxel_size.x)
