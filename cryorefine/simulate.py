@@ -26,6 +26,7 @@ from cryorefine.io.star import (
     CORRELATION_COLUMN,
     ParticleStar,
     check_optics_supported,
+    image_path_prefix,
     particle_parameters,
     read_particle_star,
     write_particle_star,
@@ -134,17 +135,6 @@ def output_tables(star: ParticleStar, rows: np.ndarray, stack_name: str, box: in
     return optics, particles
 
 
-def _image_path_prefix(config: SimulateConfig) -> str:
-    """Image names are relative to the STAR's own folder, or to the RELION project when one is given."""
-    if config.project_dir is None:
-        return ""
-    out, project = Path(config.out).resolve(), Path(config.project_dir).resolve()
-    if not out.is_relative_to(project):
-        raise InputError(config.out, f"output folder is not inside the project directory {project}")
-    relative = out.relative_to(project)
-    return "" if str(relative) == "." else f"{relative}/"
-
-
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
     b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
@@ -216,7 +206,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
                 sim_out.data[start : start + 1024] *= row_scale[start : start + 1024, None, None]
         images.close()
 
-        prefix = _image_path_prefix(config)
+        prefix = image_path_prefix(config.out, config.project_dir)
         for name in ("raw", "sim"):
             optics, particles = output_tables(star, rows, f"{prefix}{name}.mrcs", target_box, target_pixel, correlations)
             write_particle_star(staged.path(f"{name}.star"), optics, particles)

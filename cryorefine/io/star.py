@@ -302,6 +302,17 @@ def resolve_stack_path(stack: str, star_path: Path, project_dir: Path | None) ->
                      "the current directory and the STAR file's folder)")
 
 
+def image_path_prefix(out_dir: str | os.PathLike, project_dir: str | os.PathLike | None) -> str:
+    """Prefix for rlnImageName: none (relative to the STAR's folder) or the output folder inside a RELION project."""
+    if project_dir is None:
+        return ""
+    out, project = Path(out_dir).resolve(), Path(project_dir).resolve()
+    if not out.is_relative_to(project):
+        raise InputError(out_dir, f"output folder is not inside the project directory {project}")
+    relative = out.relative_to(project)
+    return "" if str(relative) == "." else f"{relative}/"
+
+
 def _format_value(value) -> str:
     if isinstance(value, (float, np.floating)):
         if math.isfinite(value) and value == int(value) and abs(value) < 1e15:

@@ -1,0 +1,128 @@
+"""The saved model: MODEL_DIR/checkpoint.pt (weights, optimisers, RNG, step) + MODEL_DIR/config.json.
+
+Both are written atomically, so a killed run keeps its previous checkpoint. Loading uses
+`torch.load(weights_only=True)` (no pickled code runs) and refuses a checkpoint whose embedded
+config disagrees with config.json or with the settings of a run that resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from cryorefine import __version__
+from cryorefine.errors import InputError
+from cryorefine.gan import config as cfg
+from cryorefine.gan.data import Normalisation
+from cryorefine.gan.models import Generator
+from cryorefine.io.atomic import atomic_path, atomic_write_text
+
+FORMAT = "cryorefine-gan"
+CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class ModelSettings:
+    """Everything needed to rebuild and use the model, as stored in config.json."""
+
+    model: cfg.ModelConfig
+    loss: cfg.LossConfig
+    train: cfg.TrainConfig
+    normalisation: Normalisation
+    box: int
+
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "config_version": cfg.CONFIG_VERSION,
+            "cryorefine_version": __version__,
+            "model": cfg.to_dict(self.model),
+            "loss": cfg.to_dict(self.loss),
+            "train": cfg.to_dict(self.train),
+            "normalisation": {"mean": self.normalisation.mean, "std": self.normalisation.std},
+            "box": self.box,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict, path: Path) -> "ModelSettings":
+        if values.get("format") != FORMAT:
+            raise InputError(path, "not a cryorefine GAN model")
+        if values.get("config_version") != cfg.CONFIG_VERSION:
+            raise InputError(path, f"model config version {values.get('config_version')} is not supported "
+                             f"(this cryorefine reads version {cfg.CONFIG_VERSION})")
+        try:
+            return cls(
+                model=cfg.from_dict(cfg.ModelConfig, values["model"]),
+                loss=cfg.from_dict(cfg.LossConfig, values["loss"]),
+                train=cfg.from_dict(cfg.TrainConfig, values["train"]),
+                normalisation=Normalisation(**values["normalisation"]),
+                box=int(values["box"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(path, f"malformed model config ({exc})") from None
+
+
+def save_checkpoint(model_dir: str | os.PathLike, settings: ModelSettings, state: dict) -> None:
+    """Write config.json and checkpoint.pt (settings + `state`: weights, optimisers, RNG, step)."""
+    model_dir = Path(model_dir)
+    config = settings.to_dict()
+    atomic_write_text(model_dir / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    with atomic_path(model_dir / CHECKPOINT_NAME) as tmp:
+        torch.save({"config": config, **state}, tmp)
+
+
+def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[ModelSettings, dict]:
+    """(settings, state) of a saved model; refuses missing, foreign or inconsistent files."""
+    model_dir = Path(model_dir)
+    path = model_dir / CHECKPOINT_NAME
+    if not path.is_file():
+        raise InputError(model_dir, f"no {CHECKPOINT_NAME} (expected the output folder of `cryorefine train`)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several kinds for truncated or foreign files
+        raise InputError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or "config" not in state:
+        raise InputError(path, "not a cryorefine GAN checkpoint")
+    config = state.pop("config")
+    settings = ModelSettings.from_dict(config, path)
+    config_path = model_dir / CONFIG_NAME
+    if config_path.is_file():
+        try:
+            beside = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(config_path, f"malformed JSON ({exc})") from None
+        if beside != json.loads(json.dumps(config)):
+            raise InputError(config_path, f"does not match the config stored in {CHECKPOINT_NAME}")
+    return settings, state
+
+
+def check_resumable(settings: ModelSettings, model: cfg.ModelConfig, loss: cfg.LossConfig,
+                    train: cfg.TrainConfig, box: int, path: Path) -> None:
+    """Refuse to resume with settings that would make a different run."""
+    if settings.model != model:
+        raise InputError(path, f"model settings differ from the checkpoint's ({settings.model} vs {model})")
+    if settings.loss != loss:
+        raise InputError(path, f"loss settings differ from the checkpoint's ({settings.loss} vs {loss})")
+    saved, wanted = cfg.to_dict(settings.train), cfg.to_dict(train)
+    changed = [k for k in saved if k not in cfg.RESUMABLE_FIELDS and saved[k] != wanted[k]]
+    if changed:
+        raise InputError(path, "training settings differ from the checkpoint's: "
+                         + ", ".join(f"{k} {saved[k]} -> {wanted[k]}" for k in changed))
+    if settings.box != box:
+        raise InputError(path, f"the checkpoint was trained on {settings.box} px images, these pairs are {box} px")
+
+
+def load_generator(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Generator, ModelSettings]:
+    """The trained generator in eval mode on `device`, with its settings."""
+    settings, state = load_checkpoint(model_dir, map_location=device)
+    generator = Generator(settings.model)
+    try:
+        generator.load_state_dict(state["generator"])
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(Path(model_dir) / CHECKPOINT_NAME, f"generator weights do not match its config ({exc})") from None
+    return generator.to(device).eval(), settings

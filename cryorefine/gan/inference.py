@@ -1,0 +1,63 @@
+"""Turning clean sims into realistic particles with a trained model: the GAN or a fitted noise baseline.
+
+Shared by `apply` and `generate`, so both add noise the same way. Input sims must be on the
+training sims' intensity scale (what `cryorefine simulate` writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryorefine import noise
+from cryorefine.errors import InputError
+from cryorefine.gan.checkpoint import load_generator
+
+NOISE_MODELS_NAME = "noise_models.json"
+NOISE_CHOICES = ("gan", *noise.BASELINES)
+
+
+def load_noise_model(model_dir: str | os.PathLike, kind: str) -> noise.NoiseModel:
+    path = Path(model_dir) / NOISE_MODELS_NAME
+    if not path.is_file():
+        raise InputError(Path(model_dir), f"no {NOISE_MODELS_NAME} (expected the output folder of `cryorefine train`)")
+    try:
+        return noise.NoiseModel.from_dict(json.loads(path.read_text())[kind])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(path, f"no usable {kind!r} noise model ({exc})") from None
+
+
+class Refiner:
+    """sim (B, H, W) float32 -> realistic (B, H, W), reproducible from `seed`."""
+
+    def __init__(self, model_dir: str | os.PathLike, kind: str = "gan", device: str | torch.device = "cpu", seed: int = 0):
+        if kind not in NOISE_CHOICES:
+            raise InputError(None, f"unknown --noise {kind!r} (choose from {', '.join(NOISE_CHOICES)})")
+        self.kind = kind
+        self.device = torch.device(device)
+        self.random = torch.Generator(device=self.device)
+        self.random.manual_seed(seed)
+        self.generator, self.settings = load_generator(model_dir, self.device)
+        self.noise_model = None if kind == "gan" else load_noise_model(model_dir, kind)
+
+    @property
+    def box(self) -> int:
+        return self.settings.box
+
+    def check_box(self, box: int, path: Path) -> None:
+        if box != self.settings.box:
+            raise InputError(path, f"images are {box} px but the model was trained on {self.settings.box} px "
+                             "(simulate with the same --box and --pixel-size as the training pairs)")
+
+    @torch.no_grad()
+    def __call__(self, sim: np.ndarray) -> np.ndarray:
+        clean = torch.from_numpy(np.ascontiguousarray(sim, dtype=np.float32)).to(self.device)
+        if self.noise_model is not None:
+            return self.noise_model.sample(clean, self.random).cpu().numpy()
+        norm = self.settings.normalisation
+        fake = self.generator(norm.forward(clean)[:, None], self.random)[:, 0]
+        return norm.inverse(fake.float()).cpu().numpy()

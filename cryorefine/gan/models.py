@@ -1,0 +1,104 @@
+"""The generator (U-Net with noise injection, predicting a residual added to the sim) and the
+conditional PatchGAN discriminator.
+
+Why noise injection: pix2pix's only randomness is dropout, and against very noisy targets it
+collapses to a denoised mean. Here fresh Gaussian maps enter with the input and at every decoder
+scale, so two calls on the same sim give two different, equally plausible noise realisations.
+Why resize + conv: transposed convolutions leave a checkerboard that shows in power spectra.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cryorefine.gan.config import ModelConfig
+
+
+def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    # Reflect padding: zero padding would put a frame of artificial edges into every spectrum.
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="reflect")
+
+
+class NoiseInjection(nn.Module):
+    """x + scale_c * n, n ~ N(0, 1) per pixel, with a learned scale per channel."""
+
+    def __init__(self, channels: int, init_scale: float):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1, channels, 1, 1), float(init_scale)))
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        noise = torch.randn(x.shape[0], 1, *x.shape[2:], generator=generator, device=x.device, dtype=x.dtype)
+        return x + self.scale.to(x.dtype) * noise
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, out_channels)
+        self.conv2 = _conv3x3(out_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.conv1(x), 0.2)
+        return F.leaky_relu(self.conv2(x), 0.2)
+
+
+def _widths(config: ModelConfig) -> list[int]:
+    return [config.base_channels * min(2**level, 4) for level in range(config.depth + 1)]
+
+
+class Generator(nn.Module):
+    """sim (B, 1, H, W) -> realistic image (B, 1, H, W) = sim + residual(sim, noise).
+
+    Any box works: the input is reflect-padded to a multiple of 2**depth and cropped back.
+    Pass a `torch.Generator` to make the noise reproducible.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        widths = _widths(config)
+        self.stem = ConvBlock(1 + config.noise_channels, widths[0])
+        self.down = nn.ModuleList(ConvBlock(widths[i], widths[i + 1]) for i in range(config.depth))
+        self.up_conv = nn.ModuleList(_conv3x3(widths[i + 1], widths[i]) for i in range(config.depth))
+        self.up_block = nn.ModuleList(ConvBlock(2 * widths[i], widths[i]) for i in range(config.depth))
+        self.noise_bottom = NoiseInjection(widths[-1], config.noise_init_scale)
+        self.noise_up = nn.ModuleList(NoiseInjection(widths[i], config.noise_init_scale) for i in range(config.depth))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    def forward(self, sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        height, width = sim.shape[-2:]
+        multiple = 2**self.config.depth
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        x = F.pad(sim, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else sim
+        noise = torch.randn(x.shape[0], self.config.noise_channels, *x.shape[2:],
+                            generator=generator, device=x.device, dtype=x.dtype)
+        skips = [self.stem(torch.cat([x, noise], dim=1))]
+        for block in self.down:
+            skips.append(block(F.avg_pool2d(skips[-1], 2)))
+        y = self.noise_bottom(skips.pop(), generator)
+        for level in reversed(range(self.config.depth)):
+            y = F.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+            y = F.leaky_relu(self.up_conv[level](y), 0.2)
+            y = self.up_block[level](torch.cat([y, skips[level]], dim=1))
+            y = self.noise_up[level](y, generator)
+        residual = self.head(y)[..., :height, :width]
+        return sim + residual
+
+
+class PatchDiscriminator(nn.Module):
+    """Conditional PatchGAN: [sim, raw or fake] (B, 2, H, W) -> realism score per patch (B, 1, h, w)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        channels = config.discriminator_channels
+        layers: list[nn.Module] = [nn.Conv2d(2, channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        for _ in range(config.discriminator_layers - 1):
+            layers += [nn.Conv2d(channels, 2 * channels, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            channels *= 2
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(channels, 1, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, sim: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([sim, image], dim=1))

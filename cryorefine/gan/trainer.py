@@ -1,0 +1,264 @@
+"""The one training loop: alternating D / G updates, mixed precision, DDP, CSV log, checkpoints, plots.
+
+Step order follows pix2pix: the discriminator learns on [sim, raw] vs [sim, fake.detach()], then
+the generator learns with the discriminator frozen. Every random draw of step k comes from a
+stream seeded by (seed, rank, k) and data order is a function of (seed, k), so a run resumed
+from its checkpoint continues exactly as if it had never stopped (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from cryorefine import plots, spectra
+from cryorefine.errors import InputError
+from cryorefine.gan import losses
+from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
+from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
+from cryorefine.gan.data import PairedParticles, batch_rows
+from cryorefine.gan.models import Generator, PatchDiscriminator
+from cryorefine.io.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "log.csv"
+LOG_COLUMNS = (
+    "step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd", "loss_histogram",
+    "fixed_rpsd_l1", "fixed_rpsd_mse", "val_rpsd_l1", "val_rpsd_mse", "val_pixel_l1", "val_pixel_mse",
+    "val_rpsd_l1_sim",
+)
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a torchrun job (world_size 1 without torchrun)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
+    """The noise stream of one step on one rank."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.SeedSequence([seed, rank, step]).generate_state(1, np.uint32)[0]))
+    return generator
+
+
+def evaluation_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A fresh stream for scoring and plots: identical at every evaluation, untouched by training."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+@torch.no_grad()
+def refine(generator: torch.nn.Module, sim: torch.Tensor, batch_size: int, noise: torch.Generator) -> torch.Tensor:
+    """G applied in batches to normalised sims (N, 1, H, W)."""
+    return torch.cat([generator(sim[i : i + batch_size], noise) for i in range(0, len(sim), batch_size)])
+
+
+class Trainer:
+    """Owns the models, optimisers, mixed precision, data order, log, checkpoints and plots of one run."""
+
+    def __init__(self, pairs: PairedParticles, out_dir: str | os.PathLike, model_config: ModelConfig,
+                 loss_config: LossConfig, train_config: TrainConfig, device: torch.device, resume: bool = False,
+                 distributed: Distributed = Distributed()):
+        if loss_config.gan_mode not in losses.GAN_MODES:
+            raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
+        self.pairs = pairs
+        self.out_dir = Path(out_dir)
+        self.loss_config = loss_config
+        self.config = train_config
+        self.device = device
+        self.dist = distributed
+
+        self.train_rows, self.val_rows = pairs.split(train_config.seed, train_config.validation_fraction,
+                                                     train_config.max_validation)
+        normalisation = pairs.measure_normalisation(self.train_rows, train_config.seed)
+        self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box)
+
+        torch.manual_seed(train_config.seed)
+        self.generator = Generator(model_config).to(device)
+        self.discriminator = PatchDiscriminator(model_config).to(device)
+        betas = (train_config.beta1, train_config.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr_generator, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr_discriminator, betas=betas)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.step = 0
+
+        checkpoint = self.out_dir / CHECKPOINT_NAME
+        if resume:
+            self._resume(model_config, loss_config, train_config)
+        elif checkpoint.exists():
+            raise InputError(self.out_dir, f"already holds a model ({CHECKPOINT_NAME}); "
+                             "pass --resume to continue it or choose another --out")
+
+        if distributed.world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
+            self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
+        else:
+            self.g_train, self.d_train = self.generator, self.discriminator
+        self.fixed_rows = self.val_rows[: train_config.fixed_batch_size]
+        self._val_sim, self._val_raw = pairs.batch(self.val_rows, self.settings.normalisation, device)
+        self._sim_rpsd_l1 = float(spectra.rpsd_distance(self._val_sim, self._val_raw)[0])
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not self.config.amp or self.device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _resume(self, model_config: ModelConfig, loss_config: LossConfig, train_config: TrainConfig) -> None:
+        settings, state = load_checkpoint(self.out_dir, map_location=self.device)
+        check_resumable(settings, model_config, loss_config, train_config, self.pairs.box, self.out_dir / CHECKPOINT_NAME)
+        self.settings = ModelSettings(model_config, loss_config, train_config, settings.normalisation, settings.box)
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_generator"])
+        self.opt_d.load_state_dict(state["opt_discriminator"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng_torch"].cpu())
+        self.step = int(state["step"])
+        log.info("resuming %s at step %d", self.out_dir, self.step)
+
+    def _state(self) -> dict:
+        return {
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_generator": self.opt_g.state_dict(),
+            "opt_discriminator": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+        }
+
+    def train_step(self) -> dict[str, float]:
+        """One discriminator then one generator update; returns the step's losses."""
+        rows = batch_rows(self.train_rows, self.step, self.config.batch_size, self.config.seed,
+                          self.dist.rank, self.dist.world_size)
+        sim, raw = self.pairs.batch(rows, self.settings.normalisation, self.device)
+        noise = step_generator(self.config.seed, self.dist.rank, self.step, self.device)
+        mode = self.loss_config.gan_mode
+        with self._autocast():
+            fake = self.g_train(sim, noise)
+            # One discriminator call on real and fake together (DDP wants one forward per backward).
+            scores = self.d_train(torch.cat([sim, sim]), torch.cat([raw, fake.detach()]))
+            loss_d = losses.discriminator_loss(mode, scores[: len(sim)], scores[len(sim):])
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+
+        self.discriminator.requires_grad_(False)  # frozen: the generator step must not train it
+        with self._autocast():
+            loss_g = losses.generator_loss(self.loss_config, self.discriminator(sim, fake), fake, raw)
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g.total).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.discriminator.requires_grad_(True)
+        self.step += 1
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.total.item(), "loss_gan": loss_g.gan.item(),
+                "loss_l1": loss_g.l1.item(), "loss_rpsd": loss_g.rpsd.item(),
+                "loss_histogram": loss_g.histogram.item()}
+
+    def validation_fakes(self) -> torch.Tensor:
+        self.generator.eval()
+        fakes = refine(self.generator, self._val_sim, self.config.batch_size,
+                       evaluation_generator(self.config.seed, self.device))
+        self.generator.train()
+        return fakes
+
+    def evaluate(self) -> dict[str, float]:
+        """RPSD (fixed batch and validation) and pixel distances (validation) of fake vs raw."""
+        fake = self.validation_fakes().float()
+        raw = self._val_raw
+        n_fixed = len(self.fixed_rows)
+        fixed_l1, fixed_mse = spectra.rpsd_distance(fake[:n_fixed], raw[:n_fixed])
+        val_l1, val_mse = spectra.rpsd_distance(fake, raw)
+        return {"fixed_rpsd_l1": fixed_l1.item(), "fixed_rpsd_mse": fixed_mse.item(),
+                "val_rpsd_l1": val_l1.item(), "val_rpsd_mse": val_mse.item(),
+                "val_pixel_l1": (fake - raw).abs().mean().item(), "val_pixel_mse": ((fake - raw) ** 2).mean().item(),
+                "val_rpsd_l1_sim": self._sim_rpsd_l1}
+
+    def _start_log(self) -> Path:
+        """log.csv with a header; on resume, rows after the checkpoint's step are dropped."""
+        path = self.out_dir / LOG_NAME
+        rows: list[dict] = []
+        if self.step > 0 and path.exists():
+            with open(path, newline="") as handle:
+                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.step]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, text.getvalue())
+        return path
+
+    def save(self) -> None:
+        save_checkpoint(self.out_dir, self.settings, self._state())
+
+    def write_plots(self) -> None:
+        plot_dir = self.out_dir / "plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        fake = self.validation_fakes().float().cpu()[:, 0].numpy()
+        sim, raw = self._val_sim.cpu()[:, 0].numpy(), self._val_raw.cpu()[:, 0].numpy()
+        n = len(self.fixed_rows)
+        plots.plot_panels(plot_dir / "panels.png", sim[:n], fake[:n], raw[:n])
+        plots.plot_rpsd_curves(plot_dir / "rpsd.png", {"sim": sim, "fake": fake, "raw": raw})
+        plots.plot_loss_curves(plot_dir / "losses.png", self.out_dir / LOG_NAME)
+
+    def run(self) -> dict[str, float]:
+        """Train up to `config.steps`; returns the last evaluation (empty if nothing was left to do)."""
+        log_path = self._start_log() if self.dist.is_main else None
+        metrics: dict[str, float] = {}
+        sums: dict[str, float] = {}
+        since_log = 0
+        progress = tqdm(total=self.config.steps, initial=self.step, disable=not self.dist.is_main,
+                        desc="train", unit="step", dynamic_ncols=True)
+        while self.step < self.config.steps:
+            for key, value in self.train_step().items():
+                sums[key] = sums.get(key, 0.0) + value
+            since_log += 1
+            progress.update(1)
+            last = self.step == self.config.steps
+            if self.dist.is_main and (self.step % self.config.log_every == 0 or last):
+                metrics = self.evaluate()
+                row = {"step": self.step, **{k: v / since_log for k, v in sums.items()}, **metrics}
+                with open(log_path, "a", newline="") as handle:
+                    csv.DictWriter(handle, fieldnames=LOG_COLUMNS).writerow(row)
+                progress.set_postfix(loss_d=f"{row['loss_d']:.3f}", rpsd=f"{metrics['val_rpsd_l1']:.4f}")
+                sums, since_log = {}, 0
+            if self.dist.is_main and (self.step % self.config.checkpoint_every == 0 or last):
+                self.save()
+                self.write_plots()
+        progress.close()
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return metrics

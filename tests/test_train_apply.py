@@ -1,0 +1,224 @@
+"""train / apply / generate on tiny synthetic pairs, in-process on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from _pairs import make_pairs
+from cryorefine import cli, spectra
+from cryorefine.errors import InputError
+from cryorefine.gan.checkpoint import load_checkpoint, load_generator
+from cryorefine.gan.data import PairedParticles
+from cryorefine.gan.losses import histogram_w1
+from cryorefine.io.mrc import read_stack
+from cryorefine.io.star import read_particle_star, write_particle_star
+
+FAST = ["--base-channels", "4", "--depth", "2", "--batch-size", "4", "--log-every", "2", "--checkpoint-every", "2"]
+
+
+def run(*argv) -> None:
+    """Run a subcommand in-process; errors propagate as exceptions."""
+    args = cli.build_parser().parse_args([str(a) for a in argv])
+    args.run(args)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("pairs"), n=24, box=32)
+
+
+@pytest.fixture(scope="module")
+def model(pairs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "model"
+    run("train", "--pairs", pairs, "--out", out, "--steps", 4, "--device", "cpu", *FAST)
+    return out
+
+
+def _weights(model_dir):
+    _, state = load_checkpoint(model_dir)
+    return state["generator"], state["discriminator"]
+
+
+def _assert_same_weights(a, b):
+    for state_a, state_b in zip(_weights(a), _weights(b)):
+        assert state_a.keys() == state_b.keys()
+        for key in state_a:
+            assert torch.equal(state_a[key], state_b[key]), key
+
+
+def test_train_writes_model_log_plots_and_baselines(model):
+    for name in ("checkpoint.pt", "config.json", "log.csv", "noise_models.json",
+                 "plots/panels.png", "plots/rpsd.png", "plots/losses.png"):
+        assert (model / name).is_file(), name
+    lines = (model / "log.csv").read_text().splitlines()
+    assert lines[0].split(",")[:6] == ["step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["2", "4"]
+    assert set(json.loads((model / "noise_models.json").read_text())) == {"gaussian", "poisson", "gaussian+poisson", "coloured"}
+    assert not list(model.glob(".*partial*"))
+
+
+def test_checkpoint_round_trip_and_config_check(model, tmp_path):
+    generator, settings = load_generator(model)
+    _, state = load_checkpoint(model)
+    assert state["step"] == 4 and settings.box == 32
+    for key, value in generator.state_dict().items():
+        assert torch.equal(value, state["generator"][key])
+    # A config.json that disagrees with the checkpoint is refused, as is a corrupt checkpoint.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "checkpoint.pt").write_bytes((model / "checkpoint.pt").read_bytes())
+    config = json.loads((model / "config.json").read_text())
+    config["model"]["base_channels"] = 99
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="does not match"):
+        load_generator(copy)
+    (copy / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="unreadable checkpoint"):
+        load_generator(copy)
+
+
+def test_resume_continues_the_same_run(pairs, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run("train", "--pairs", pairs, "--out", straight, "--steps", 6, "--device", "cpu", *FAST)
+    run("train", "--pairs", pairs, "--out", resumed, "--steps", 3, "--device", "cpu", *FAST)
+    run("train", "--pairs", pairs, "--out", resumed, "--steps", 6, "--device", "cpu", "--resume", *FAST)
+    _assert_same_weights(straight, resumed)
+    _, state = load_checkpoint(resumed)
+    assert state["step"] == 6
+    with pytest.raises(InputError, match="already holds a model"):
+        run("train", "--pairs", pairs, "--out", resumed, "--steps", 8, "--device", "cpu", *FAST)
+    with pytest.raises(InputError, match="lr_generator"):
+        run("train", "--pairs", pairs, "--out", resumed, "--steps", 8, "--device", "cpu", "--resume",
+            "--lr-generator", "0.1", *FAST)
+
+
+def test_same_seed_same_model_and_same_applied_images(pairs, model, tmp_path):
+    again = tmp_path / "again"
+    run("train", "--pairs", pairs, "--out", again, "--steps", 4, "--device", "cpu", *FAST)
+    _assert_same_weights(model, again)
+    outputs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        run("apply", "--model", model, "--particles", pairs / "sim.star", "--out", tmp_path / name, "--seed", seed,
+            "--batch-size", 5)
+        outputs[name] = read_stack(tmp_path / name / "particles.mrcs")
+    assert np.array_equal(outputs["a"], outputs["b"])
+    assert not np.allclose(outputs["a"], outputs["c"])
+
+
+@pytest.mark.parametrize("noise", ["gan", "gaussian", "poisson", "gaussian+poisson", "coloured"])
+def test_apply_keeps_metadata_and_changes_only_image_names(pairs, model, tmp_path, noise):
+    out = tmp_path / "out"
+    run("apply", "--model", model, "--particles", pairs / "sim.star", "--out", out, "--noise", noise, "--batch-size", 7)
+    source, written = read_particle_star(pairs / "sim.star"), read_particle_star(out / "particles.star")
+    assert list(written.particles["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in range(len(source))]
+    assert written.particles.drop(columns="rlnImageName").equals(source.particles.drop(columns="rlnImageName"))
+    assert written.optics.equals(source.optics)
+    images, sim = read_stack(out / "particles.mrcs"), read_stack(pairs / "sim.mrcs")
+    assert images.shape == sim.shape and images.dtype == np.float32
+    assert np.isfinite(images).all()
+    assert (images - sim).std() > 0.1  # noise was added
+    if noise != "gan":  # the baselines are fitted: their noise is on raw's scale (std ~1)
+        assert 0.8 < (images - sim).std() < 1.2
+
+
+def test_apply_failure_leaves_no_partial_output(pairs, model, tmp_path):
+    broken = make_pairs(tmp_path / "broken", n=12, box=32)
+    stack = read_stack(broken / "sim.mrcs")
+    stack[9] = np.nan  # found only in the second batch, after the first was written
+    from cryorefine.io.mrc import StackWriter
+    with StackWriter(broken / "sim.mrcs", len(stack), 32, 2.0) as writer:
+        writer.write(0, stack)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="NaN"):
+        run("apply", "--model", model, "--particles", broken / "sim.star", "--out", out, "--batch-size", 4)
+    assert list(out.iterdir()) == []
+
+
+def test_trained_model_makes_raw_like_diverse_noise(tmp_path):
+    """End to end (about a minute): the GAN's noise spectrum beats plain sims and white Gaussian noise."""
+    torch.set_num_threads(1)
+    pairs = make_pairs(tmp_path / "pairs", n=320, box=32, seed=3)
+    model = tmp_path / "model"
+    run("train", "--pairs", pairs, "--out", model, "--steps", 300, "--device", "cpu", "--validation-fraction", "0.2")
+    settings, _ = load_checkpoint(model)
+    _, val = PairedParticles(pairs).split(settings.train.seed, 0.2, settings.train.max_validation)
+    sim, raw = read_stack(pairs / "sim.mrcs")[val], read_stack(pairs / "raw.mrcs")[val]
+    val_star = read_particle_star(pairs / "sim.star")
+    write_particle_star(pairs / "val.star", val_star.optics, val_star.particles.iloc[val].reset_index(drop=True))
+    scores, draws = {}, {}
+    for noise, seed in (("gan", 0), ("gan", 1), ("gaussian", 0)):
+        out = tmp_path / f"{noise}{seed}"
+        run("apply", "--model", model, "--particles", pairs / "val.star", "--out", out, "--noise", noise, "--seed", seed)
+        draws[noise, seed] = read_stack(out / "particles.mrcs")
+        scores[noise] = float(spectra.rpsd_distance(torch.from_numpy(draws[noise, seed]), torch.from_numpy(raw))[0])
+    scores["sim"] = float(spectra.rpsd_distance(torch.from_numpy(sim), torch.from_numpy(raw))[0])
+    print("validation RPSD L1 vs raw:", scores)
+    assert scores["gan"] < 0.25 * scores["sim"]
+    assert scores["gan"] < 0.5 * scores["gaussian"]
+    # The pixel-value distribution (skewed noise here) is closer to raw's than Gaussian noise is.
+    w1 = {k: float(histogram_w1(torch.from_numpy(draws[k, 0]), torch.from_numpy(raw))) for k in ("gan", "gaussian")}
+    assert w1["gan"] < 0.7 * w1["gaussian"]
+    # Two draws for the same sims differ by noise of raw's power: var(a - b) ~ 2 var(raw - sim).
+    difference = draws["gan", 0] - draws["gan", 1]
+    assert difference.var() > 0.6 * 2 * (raw - sim).var()
+    # ... and the difference is coloured like raw's noise, not white.
+    noise_like = torch.from_numpy(difference / np.sqrt(2)), torch.from_numpy(raw - sim)
+    assert spectra.rpsd_distance(*noise_like)[0] < 0.5 * scores["gaussian"]
+
+
+@pytest.fixture(scope="module")
+def simulated_pairs(tmp_path_factory):
+    """Pairs from `cryorefine simulate` on a blob map: raw = 3·clean + unit noise."""
+    from _synthetic import blob_map, varied_particles, write_dataset
+
+    from cryorefine.io.star import particle_parameters
+    from cryorefine.physics.forward import ForwardModel
+
+    root = tmp_path_factory.mktemp("simulated")
+    box, pixel = 32, 3.0
+    volume = blob_map(box, seed=2)
+    optics, particles = varied_particles(32, box, pixel, seed=2)
+    star, map_path = write_dataset(root / "in", volume, pixel, optics, particles, np.zeros((32, box, box), np.float32))
+    clean = ForwardModel(volume, pixel).simulate(particle_parameters(read_particle_star(star))).numpy()
+    noisy = 3 * clean / clean.std() + np.random.default_rng(0).normal(size=clean.shape)
+    write_dataset(root / "in", volume, pixel, optics, particles, noisy.astype(np.float32))
+    run("simulate", "--particles", star, "--map", map_path, "--out", root / "pairs")
+    run("train", "--pairs", root / "pairs", "--out", root / "model", "--steps", 2, "--device", "cpu", *FAST)
+    return root
+
+
+@pytest.mark.parametrize("poses", ["uniform", "like"])
+def test_generate_writes_particles_with_ground_truth(simulated_pairs, tmp_path, poses):
+    root, out = simulated_pairs, tmp_path / "generated"
+    like = read_particle_star(root / "pairs" / "raw.star")
+    run("generate", "--model", root / "model", "--map", root / "in" / "map.mrc", "--like", root / "pairs" / "raw.star",
+        "--n", 20, "--out", out, "--poses", poses, "--batch-size", 8, "--noise", "gaussian")
+    star, clean_star = read_particle_star(out / "particles.star"), read_particle_star(out / "clean.star")
+    noisy, clean = read_stack(out / "particles.mrcs"), read_stack(out / "clean.mrcs")
+    assert len(star) == len(clean_star) == 20 and noisy.shape == clean.shape == (20, 32, 32)
+    assert list(star.particles["rlnImageName"])[:2] == ["000001@particles.mrcs", "000002@particles.mrcs"]
+    assert list(clean_star.particles["rlnImageName"])[-1] == "000020@clean.mrcs"
+    assert star.optics.drop(columns="rlnImageSize").equals(like.optics.drop(columns="rlnImageSize"))
+    # CTFs are rows of the like file; poses are too with --poses like.
+    assert set(star.particles["rlnDefocusU"]) <= set(like.particles["rlnDefocusU"])
+    from_like = set(star.particles["rlnAngleRot"]) <= set(like.particles["rlnAngleRot"])
+    assert from_like == (poses == "like")
+    # Clean projections on the training sims' scale; the noise on raw's.
+    sim = read_stack(root / "pairs" / "sim.mrcs")
+    assert 0.5 < clean.std() / sim.std() < 2.0
+    assert 0.8 < (noisy - clean).std() < 1.2
+
+
+def test_uniform_poses_are_uniform_on_so3(pairs):
+    """Uniform rotations have cos(tilt) uniform on [-1, 1] and rot, psi uniform on the circle."""
+    from cryorefine.commands.generate import draw_particles
+
+    table = draw_particles(read_particle_star(pairs / "raw.star"), 20000, "uniform", np.random.default_rng(0))
+    cos_tilt = np.cos(np.radians(table["rlnAngleTilt"].to_numpy()))
+    assert np.histogram(cos_tilt, bins=4, range=(-1, 1))[0] == pytest.approx([5000] * 4, rel=0.06)
+    for column in ("rlnAngleRot", "rlnAnglePsi"):
+        assert np.histogram(table[column], bins=4, range=(-180, 180))[0] == pytest.approx([5000] * 4, rel=0.06)
