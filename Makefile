@@ -1,0 +1,41 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   - create .venv, install (CPU torch first), run the demo on bundled data -> demo_out/report.md
+#   make test   - create .venv, install with test and Scipion extras, install RELION, run the test suite
+
+VENV ?= .venv
+PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: demo test relion bench clean
+
+$(VENV)/.installed-base: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# The pinned CPU build first: a bare torch requirement would pull several GB of CUDA packages.
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-tests: $(VENV)/.installed-base
+	$(PIP) install --quiet -e '.[tests,scipion]'
+	touch $@
+
+demo: $(VENV)/.installed-base
+	$(VENV)/bin/cryorefine demo --out demo_out
+	@echo "report: demo_out/report.md"
+
+relion:
+	@command -v relion_project >/dev/null 2>&1 || { \
+		echo "installing RELION (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null; }
+
+test: $(VENV)/.installed-tests relion
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed-base relion
+	$(VENV)/bin/cryorefine bench simulate --particles 1000 --box 128 --record docs/bench_records.jsonl
+
+clean:
+	rm -rf $(VENV) demo_out
