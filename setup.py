@@ -17,6 +17,7 @@ setup(
     package_data={
         "cryorefine": ["data/demo/*", "data/demo/trpv1/*"],
         "cryorefine_scipion": ["protocols.conf"],
+        "relion_external": ["cryorefine_relion.sh"],
     },
     include_package_data=True,
     # Ranges compatible with Scipion's own pins (numpy 1.26, scipy <= 1.10, mrcfile <= 1.4.3),

@@ -1,6 +1,6 @@
 """Run the whole pipeline on bundled data and write a one-page report (a few minutes on 2 CPU cores).
 
-simulate pairs -> train (with and without the RPSD term) -> apply (model and noise baselines) ->
+simulate pairs -> train -> apply (model and noise baselines) ->
 generate -> evaluate, on TRPV1 projections carrying real micrograph noise; then a real-data check
 of the simulator on 10 real TRPV1 particles. Writes OUT/report.md with its plots.
 
@@ -23,7 +23,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-particles", type=int, default=defaults.test_particles)
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     parser.add_argument("--snr", type=float, default=defaults.snr)
-    parser.add_argument("--no-ablation", dest="ablation", action="store_false", help="skip the model without RPSD")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also train GAN+L1+RPSD without the histogram term, and without RPSD (3x the time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device)
