@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import ParticleImages, StackWriter, read_map
@@ -41,13 +42,13 @@ log = logging.getLogger(__name__)
 class SimulateConfig:
     particles: Path
     map: Path
-    out: Path
+    out: Path | None = None  # simulate_pairs writes here; on-the-fly training has none
     box: int | None = None  # target box (px) after re-boxing; default: the particles' box
     pixel_size: float | None = None  # target pixel size (Å); default: the particles'
     max_particles: int | None = None
     random_subset: bool = False  # pick max_particles at random instead of the first ones
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     batch_size: int = 64
     bfactor: float = 0.0  # extra B-factor envelope (Å²) on top of each particle's rlnCtfBfactor
     half_maps: tuple[Path, Path] | None = None
@@ -108,7 +109,8 @@ def _geometry(star: ParticleStar, images: ParticleImages, config: SimulateConfig
     return pixel, box, resized, target_box, target_pixel
 
 
-def _load_map(path: Path, pixel: float, box: int, override: float | None) -> np.ndarray:
+def load_map(path: Path, pixel: float, box: int, override: float | None) -> np.ndarray:
+    """The map resampled for particles of `pixel` Å and `box` px; refuses a missing voxel size or a gross mismatch."""
     volume, voxel = read_map(path)
     voxel = override or voxel
     if voxel <= 0:
@@ -141,37 +143,85 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp(min=1e-20)
 
 
+class ScaleFit:
+    """Least-squares scale of sim onto raw per optics group, accumulated batch by batch."""
+
+    def __init__(self) -> None:
+        self.cross: dict[int, float] = {}
+        self.power: dict[int, float] = {}
+
+    def add(self, groups: np.ndarray, raw: torch.Tensor, sim: torch.Tensor) -> None:
+        for group in np.unique(groups):
+            sel = torch.as_tensor(groups == group, device=sim.device)
+            key = int(group)
+            self.cross[key] = self.cross.get(key, 0.0) + float((raw[sel] * sim[sel]).sum())
+            self.power[key] = self.power.get(key, 0.0) + float((sim[sel] ** 2).sum())
+
+    def scales(self) -> dict[int, float]:
+        return {g: (self.cross[g] / self.power[g] if self.power[g] > 0 else 0.0) for g in self.cross}
+
+
+class PairSimulator:
+    """Re-boxed, normalised raw and clean sim of any particle rows, on one device.
+
+    The one implementation of a pair, shared by `simulate_pairs` (whole stacks written to disk) and
+    on-the-fly training (batches made on the training device); sims come out unscaled (see ScaleFit).
+    """
+
+    def __init__(self, config: SimulateConfig):
+        self.star = read_particle_star(config.particles)
+        if not config.ignore_aberrations:
+            check_optics_supported(self.star)
+        self.params = particle_parameters(self.star, require_ctf=config.apply_ctf)
+        self.images = ParticleImages(self.star, config.project_dir)
+        pixel, box, resized, self.box, self.pixel_size = _geometry(self.star, self.images, config)
+
+        volume = load_map(config.map, pixel, box, config.map_pixel_size)
+        halves = None
+        if config.half_maps:
+            halves = tuple(load_map(Path(p), pixel, box, config.map_pixel_size) for p in config.half_maps)
+        self.device = resolve_device(config.device)
+        self.model = ForwardModel(volume, pixel, device=self.device, apply_ctf=config.apply_ctf,
+                                  extra_bfactor=config.bfactor, half_volumes=halves)
+        self.mask_model = None
+        if config.mask is not None:
+            self.mask_model = ForwardModel(load_map(config.mask, pixel, box, config.map_pixel_size), pixel,
+                                           device=self.device, apply_ctf=False)
+        diameter_px = (config.mask_diameter / self.pixel_size) if config.mask_diameter else 0.75 * self.box
+        self.circle = soft_circular_mask(self.box, diameter_px / 2, device=self.device)
+        self.resize_to = resized if resized != box else None
+
+    def __len__(self) -> int:
+        return len(self.star)
+
+    def pair(self, rows: np.ndarray, raw_images: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sim, raw) (B, box, box) on the device for `rows`, given their images as read from the stacks."""
+        batch = self.params.subset(np.asarray(rows))
+        raw = torch.as_tensor(raw_images).to(self.device, non_blocking=True)
+        raw = rebox(raw, self.box, self.resize_to)
+        sim = rebox(self.model.simulate(batch), self.box, self.resize_to)
+        if self.mask_model is not None:
+            particle_mask = rebox(self.mask_model.simulate(batch), self.box, self.resize_to)
+            particle_mask = (particle_mask > 0.05 * particle_mask.flatten(1).amax(1)[:, None, None]).float()
+        else:
+            particle_mask = self.circle
+        return sim, background_normalise(raw, particle_mask)
+
+    def close(self) -> None:
+        self.images.close()
+
+
 def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
     """Write raw.star/raw.mrcs and sim.star/sim.mrcs into config.out; return the summary."""
     started = time.time()
-    star = read_particle_star(config.particles)
-    if not config.ignore_aberrations:
-        check_optics_supported(star)
-    params = particle_parameters(star, require_ctf=config.apply_ctf)
-    images = ParticleImages(star, config.project_dir)
+    if config.out is None:
+        raise InputError(None, "simulate needs an output folder (--out)")
+    simulator = PairSimulator(config)
+    star, params = simulator.star, simulator.params
     rows = _select_rows(len(star), config)
-    pixel, box, resized, target_box, target_pixel = _geometry(star, images, config)
-
-    volume = _load_map(config.map, pixel, box, config.map_pixel_size)
-    halves = None
-    if config.half_maps:
-        halves = tuple(_load_map(Path(p), pixel, box, config.map_pixel_size) for p in config.half_maps)
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda requested but no CUDA device is available")
-    model = ForwardModel(volume, pixel, device=device, apply_ctf=config.apply_ctf,
-                         extra_bfactor=config.bfactor, half_volumes=halves)
-    mask_model = None
-    if config.mask is not None:
-        mask_model = ForwardModel(_load_map(config.mask, pixel, box, config.map_pixel_size), pixel, device=device, apply_ctf=False)
-    diameter_px = (config.mask_diameter / target_pixel) if config.mask_diameter else 0.75 * target_box
-    circle = soft_circular_mask(target_box, diameter_px / 2, device=device)
-
-    resize_to = resized if resized != box else None
+    target_box, target_pixel = simulator.box, simulator.pixel_size
     groups = params.optics_group[rows]
-    group_ids = np.unique(groups)
-    cross = {g: 0.0 for g in group_ids}
-    power = {g: 0.0 for g in group_ids}
+    fit = ScaleFit()
     correlations = np.zeros(len(rows))
 
     staged = StagedOutputDir(config.out)
@@ -182,29 +232,16 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
             batches = range(0, len(rows), config.batch_size)
             for start in tqdm(batches, desc="simulate", unit="batch", mininterval=2.0):
                 batch_rows = rows[start : start + config.batch_size]
-                batch = params.subset(batch_rows)
-                raw = torch.from_numpy(images.read(batch_rows)).to(device)
-                sim = model.simulate(batch)
-                raw = rebox(raw, target_box, resize_to)
-                sim = rebox(sim, target_box, resize_to)
-                if mask_model is not None:
-                    particle_mask = rebox(mask_model.simulate(batch), target_box, resize_to)
-                    particle_mask = (particle_mask > 0.05 * particle_mask.flatten(1).amax(1)[:, None, None]).float()
-                else:
-                    particle_mask = circle
-                raw = background_normalise(raw, particle_mask)
+                sim, raw = simulator.pair(batch_rows, simulator.images.read(batch_rows))
                 correlations[start : start + len(batch_rows)] = _pearson(raw, sim).cpu().numpy()
-                for g in np.unique(groups[start : start + len(batch_rows)]):
-                    sel = torch.as_tensor(groups[start : start + len(batch_rows)] == g, device=device)
-                    cross[g] += float((raw[sel] * sim[sel]).sum())
-                    power[g] += float((sim[sel] ** 2).sum())
+                fit.add(groups[start : start + len(batch_rows)], raw, sim)
                 raw_out.write(start, raw.cpu().numpy())
                 sim_out.write(start, sim.cpu().numpy())
-            scales = {g: (cross[g] / power[g] if power[g] > 0 else 0.0) for g in group_ids}
-            row_scale = np.array([scales[g] for g in groups], dtype=np.float32)
+            scales = fit.scales()
+            row_scale = np.array([scales[int(g)] for g in groups], dtype=np.float32)
             for start in range(0, len(rows), 1024):
                 sim_out.data[start : start + 1024] *= row_scale[start : start + 1024, None, None]
-        images.close()
+        simulator.close()
 
         prefix = image_path_prefix(config.out, config.project_dir)
         for name in ("raw", "sim"):
@@ -214,7 +251,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
             particles=len(rows),
             seconds=round(time.time() - started, 2),
             median_correlation=float(np.median(correlations)),
-            scale_per_optics_group={str(int(g)): float(s) for g, s in scales.items()},
+            scale_per_optics_group={str(g): float(s) for g, s in scales.items()},
             box=target_box,
             pixel_size=target_pixel,
             source_version=star.source_version,

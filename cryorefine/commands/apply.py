@@ -34,7 +34,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", default="gan", choices=NOISE_CHOICES, help="the GAN or a noise baseline (default: gan)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same output)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
 
 

@@ -27,9 +27,10 @@ from cryorefine.errors import InputError
 from cryorefine.gan.inference import NOISE_CHOICES, Refiner
 from cryorefine.io.star import image_path_prefix
 from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import ParticleImages, StackWriter, read_map
+from cryorefine.io.mrc import ParticleImages, StackWriter
 from cryorefine.io.star import ParticleStar, particle_parameters, read_particle_star, write_particle_star
-from cryorefine.physics.forward import ForwardModel, prepare_map
+from cryorefine.physics.forward import ForwardModel
+from cryorefine.simulate import load_map
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", default="gan", choices=NOISE_CHOICES, help="the GAN or a noise baseline (default: gan)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
     parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
 
@@ -106,8 +107,7 @@ def main(args: argparse.Namespace) -> None:
     if len(pixel_sizes) > 1:
         raise InputError(args.like, f"optics groups have different pixel sizes {list(pixel_sizes)}")
     pixel, box = float(pixel_sizes[0]), refiner.box
-    volume, voxel = read_map(args.map)
-    model = ForwardModel(prepare_map(volume, args.map_pixel_size or voxel, pixel, box), pixel, device=args.device)
+    model = ForwardModel(load_map(args.map, pixel, box, args.map_pixel_size), pixel, device=refiner.device)
 
     rng = np.random.default_rng(args.seed)
     scales = fit_sim_scale(model, like, box, rng, args.project_dir)

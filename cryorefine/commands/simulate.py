@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from cryorefine.errors import InputError
 from cryorefine.simulate import SimulateConfig, simulate_pairs
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-particles", type=int, help="simulate at most this many particles")
     parser.add_argument("--random-subset", action="store_true", help="pick --max-particles at random (with --seed)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--bfactor", type=float, default=0.0, help="extra B-factor envelope in Å² on top of rlnCtfBfactor")
     parser.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
@@ -46,7 +47,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     if args.batch_size <= 0:
-        raise SystemExit("cryorefine simulate: error: --batch-size must be positive")
+        raise InputError(None, "--batch-size must be positive")
     config = SimulateConfig(
         particles=args.particles, map=args.map, out=args.out, box=args.box, pixel_size=args.pixel_size,
         max_particles=args.max_particles, random_subset=args.random_subset, seed=args.seed, device=args.device,

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cryorefine import noise
+from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.checkpoint import load_generator
 
@@ -38,7 +39,7 @@ class Refiner:
         if kind not in NOISE_CHOICES:
             raise InputError(None, f"unknown --noise {kind!r} (choose from {', '.join(NOISE_CHOICES)})")
         self.kind = kind
-        self.device = torch.device(device)
+        self.device = resolve_device(device) if isinstance(device, str) else device
         self.random = torch.Generator(device=self.device)
         self.random.manual_seed(seed)
         self.generator, self.settings = load_generator(model_dir, self.device)
