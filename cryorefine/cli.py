@@ -27,8 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"cryorefine.commands.{name}")
-        if not hasattr(module, "main"):
-            continue
         doc = (module.__doc__ or "").strip()
         sub = subparsers.add_parser(
             name,
@@ -53,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except CryorefineError as exc:
-        print(f"cryorefine {args.command}: error: {exc}", file=sys.stderr)
+        one_line = " ".join(str(exc).splitlines())  # a message quoting a parser's text may span lines
+        print(f"cryorefine {args.command}: error: {one_line}", file=sys.stderr)
         return 2
     except OSError as exc:
         problem = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
