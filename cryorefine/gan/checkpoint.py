@@ -7,8 +7,10 @@ config disagrees with config.json or with the settings of a run that resumes it.
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +70,18 @@ class ModelSettings:
 
 
 def save_checkpoint(model_dir: str | os.PathLike, settings: ModelSettings, state: dict) -> None:
-    """Write config.json and checkpoint.pt (settings + `state`: weights, optimisers, RNG, step)."""
+    """Write checkpoint.pt (settings + `state`: weights, optimisers, RNG, step), then its copy config.json.
+
+    Serialised in memory first: torch's own file writer reports a full disk as a bare RuntimeError,
+    Python's as an OSError that atomic_path turns into a clear message.
+    """
     model_dir = Path(model_dir)
     config = settings.to_dict()
-    atomic_write_text(model_dir / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    buffer = io.BytesIO()
+    torch.save({"config": config, **state}, buffer)
     with atomic_path(model_dir / CHECKPOINT_NAME) as tmp:
-        torch.save({"config": config, **state}, tmp)
+        tmp.write_bytes(buffer.getbuffer())
+    atomic_write_text(model_dir / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
 
 
 def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[ModelSettings, dict]:
@@ -83,9 +91,18 @@ def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.devi
     if not path.is_file():
         raise InputError(model_dir, f"no {CHECKPOINT_NAME} (expected the output folder of `cryorefine train`)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before refusing them
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several kinds for truncated or foreign files
-        raise InputError(path, f"unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+        # torch's message is a paragraph; keep the line that says what was found.
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        code = next((line for line in lines if "GLOBAL" in line), None)
+        if code is not None:
+            raise InputError(path, f"refused: the file asks to run Python code ({code}); "
+                             "a foreign or tampered checkpoint, nothing in it was run") from None
+        detail = next((line for line in lines if "Unsupported" in line), lines[0].split(". ")[0] if lines else "")
+        raise InputError(path, f"unreadable checkpoint, truncated or corrupt ({type(exc).__name__}: {detail.strip()})") from None
     if not isinstance(state, dict) or "config" not in state:
         raise InputError(path, "not a cryorefine GAN checkpoint")
     config = state.pop("config")
@@ -96,9 +113,18 @@ def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.devi
             beside = json.loads(config_path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(config_path, f"malformed JSON ({exc})") from None
-        if beside != json.loads(json.dumps(config)):
+        if _model_defining(beside) != _model_defining(json.loads(json.dumps(config))):
             raise InputError(config_path, f"does not match the config stored in {CHECKPOINT_NAME}")
     return settings, state
+
+
+def _model_defining(config: object) -> object:
+    """A config without the fields a resumed run may change: a run killed between writing
+    checkpoint.pt and config.json leaves them differing only there, and the model is still good."""
+    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+        return config
+    train = {k: v for k, v in config["train"].items() if k not in cfg.RESUMABLE_FIELDS}
+    return {**config, "train": train}
 
 
 def check_resumable(settings: ModelSettings, model: cfg.ModelConfig, loss: cfg.LossConfig,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import tempfile
@@ -12,10 +13,19 @@ from typing import Iterator
 
 from cryorefine.errors import OutputError
 
+log = logging.getLogger(__name__)
 
-def _describe(exc: OSError) -> str:
+STAGE_PREFIX = ".cryorefine-partial-"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason for a failed write, in the words users search for."""
     if exc.errno == errno.ENOSPC:
         return "no space left on device"
+    if exc.errno == errno.EFBIG:
+        return "file too large (file size limit reached)"
+    if exc.errno == errno.EDQUOT:
+        return "disk quota exceeded"
     return exc.strerror or str(exc)
 
 
@@ -39,7 +49,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
-        raise OutputError(path, f"could not write ({_describe(exc)}); earlier output left as it was") from None
+        raise OutputError(path, f"could not write ({describe_os_error(exc)}); earlier output left as it was") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
@@ -62,7 +72,9 @@ class StagedOutputDir:
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(self.out_dir, "exists and is not a directory")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.stage = Path(tempfile.mkdtemp(prefix=".cryorefine-partial-", dir=self.out_dir))
+        for leftover in self.out_dir.glob(f"{STAGE_PREFIX}*"):
+            log.warning("%s is left by an interrupted (or still running) run; it is never read, delete it once no run writes here", leftover)
+        self.stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=self.out_dir))
 
     def path(self, name: str) -> Path:
         target = self.stage / name
@@ -77,7 +89,7 @@ class StagedOutputDir:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(source, target)
         except OSError as exc:
-            raise OutputError(self.out_dir, f"could not publish outputs ({_describe(exc)})") from None
+            raise OutputError(self.out_dir, f"could not publish outputs ({describe_os_error(exc)})") from None
         finally:
             self.discard()
 

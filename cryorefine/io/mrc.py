@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections import OrderedDict
@@ -10,7 +11,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, OutputError
+from cryorefine.io.atomic import describe_os_error
 from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_path
 
 
@@ -19,12 +21,17 @@ def _open_mmap(path: Path):
         raise InputError(path, "file not found")
     if path.is_dir():
         raise InputError(path, "is a directory, expected an MRC file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mrcfile.mmap(path, mode="r", permissive=True)
-    except Exception as exc:
-        raise InputError(path, f"unreadable MRC file ({exc})") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            handle = mrcfile.mmap(path, mode="r", permissive=True)
+        except Exception as exc:
+            raise InputError(path, f"unreadable MRC file ({exc})") from None
+    if handle.data is None:  # permissive mode reads a bad header or short data block as no data
+        handle.close()
+        reasons = "; ".join(dict.fromkeys(str(w.message) for w in caught)) or "no data block"
+        raise InputError(path, f"unreadable MRC file, truncated or corrupt ({reasons})")
+    return handle
 
 
 def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
@@ -51,6 +58,22 @@ def read_stack(path: str | os.PathLike) -> np.ndarray:
     with _open_mmap(path) as handle:
         data = np.asarray(handle.data, dtype=np.float32).copy()
     return data[None] if data.ndim == 2 else data
+
+
+def _positioned_read(handle, index: int) -> np.ndarray:
+    """Image `index` of an open stack by pread, not by slicing its memory map.
+
+    Slicing maps the page cache around each image into the process (whole folios), so random
+    reads over a training run would grow its RSS towards the stack's size; pread copies one image.
+    """
+    data = handle.data
+    shape = data.shape[-2:]
+    image_bytes = data.dtype.itemsize * shape[0] * shape[1]
+    offset = 1024 + int(handle.header.nsymbt) + index * image_bytes  # main header, extended header, images
+    buffer = os.pread(handle._iostream.fileno(), image_bytes, offset)
+    if len(buffer) != image_bytes:
+        raise InputError(Path(handle._iostream.name), f"image {index + 1} is truncated")
+    return np.frombuffer(buffer, dtype=data.dtype).reshape(shape)
 
 
 class ParticleImages:
@@ -100,14 +123,15 @@ class ParticleImages:
         out = np.empty((len(rows), self.box, self.box), dtype=np.float32)
         for k, row in enumerate(rows):
             path = self.stack_paths[row]
-            data = self._handle(path).data
+            handle = self._handle(path)
+            data = handle.data
             stack = data[None] if data.ndim == 2 else data
             index = self.indices[row]
             if index >= stack.shape[0]:
                 raise InputError(path, f"image {index + 1} requested (particle {row + 1}) but the stack has {stack.shape[0]}")
             if stack.shape[-1] != self.box or stack.shape[-2] != self.box:
                 raise InputError(path, f"box {stack.shape[-1]} differs from {self.box} in the first stack")
-            image = stack[index]
+            image = _positioned_read(handle, index)
             if not np.isfinite(image).all():
                 raise InputError(path, f"image {index + 1} (particle {row + 1}) contains NaN or Inf")
             out[k] = image
@@ -118,15 +142,45 @@ class ParticleImages:
             handle.close()
         self._open.clear()
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. into a spawned loader worker) without open handles: they reopen on first read."""
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()
+        return state
+
+
+def _reserve_disk_space(path: Path) -> None:
+    """Allocate the whole (sparse) file now, so a full disk or a size limit fails here with a clear
+    error, instead of killing the process with SIGBUS when a memory-mapped page is written later."""
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OutputError(path, f"cannot write the {size / 1e6:.1f} MB stack ({describe_os_error(exc)}); "
+                              "earlier outputs left as they were") from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without preallocation: write as usual
+            raise
+
 
 class StackWriter:
     """Write an (n, box, box) float32 stack in chunks to a memory-mapped MRC file."""
 
     def __init__(self, path: str | os.PathLike, n: int, box: int, pixel_size: float):
         self.path = Path(path)
-        self.handle = mrcfile.new_mmap(self.path, shape=(n, box, box), mrc_mode=2, overwrite=True)
+        try:
+            self.handle = mrcfile.new_mmap(self.path, shape=(n, box, box), mrc_mode=2, overwrite=True)
+        except OSError as exc:
+            raise OutputError(self.path, f"could not create the stack ({describe_os_error(exc)}); "
+                              "earlier outputs left as they were") from None
         self.handle.voxel_size = pixel_size
         self.handle.set_image_stack()
+        try:
+            _reserve_disk_space(self.path)
+        except OutputError:
+            self.handle.close()
+            raise
 
     @property
     def data(self) -> np.ndarray:

@@ -27,6 +27,13 @@ POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 UNSUPPORTED_OPTICS = ("rlnBeamTiltX", "rlnBeamTiltY", "rlnOddZernike", "rlnEvenZernike")
 MAG_MATRIX = ("rlnMagMat00", "rlnMagMat01", "rlnMagMat10", "rlnMagMat11")
 CORRELATION_COLUMN = "rlnCryorefineSimCorrelation"
+# Columns this module computes with: converted to numbers when read, so a hand-edited word or
+# "nan" is refused there with the file named (per-particle CTF and pose columns are checked
+# where they are used, by particle_parameters).
+NUMERIC_COLUMNS = ("rlnOpticsGroup", "rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality", *OPTICS_COLUMNS_30,
+                   "rlnDetectorPixelSize", "rlnMagnification", "rlnOriginX", "rlnOriginY", "rlnOriginXAngst",
+                   "rlnOriginYAngst", "rlnCtfDataAreCtfPremultiplied", "rlnBeamTiltX", "rlnBeamTiltY", *MAG_MATRIX)
+INTEGER_COLUMNS = ("rlnOpticsGroup", "rlnImageSize", "rlnImageDimensionality", "rlnCtfDataAreCtfPremultiplied")
 
 
 @dataclass
@@ -101,6 +108,9 @@ def read_particle_star(path: str | os.PathLike) -> ParticleStar:
     """Read any RELION particle STAR file into the 3.1 layout, checking what is needed."""
     path = Path(path)
     tables = _read_tables(path)
+    for name, table in tables.items():
+        _check_table_layout(path, name or "data", table)
+        _convert_numeric_columns(path, name or "data", table)
     if "particles" in tables:
         particles = tables["particles"].copy()
         if "optics" not in tables:
@@ -121,6 +131,43 @@ def read_particle_star(path: str | os.PathLike) -> ParticleStar:
     _check_optics(path, optics, particles)
     _convert_origins_to_angst(path, optics, particles)
     return ParticleStar(path=path, optics=optics, particles=particles, source_version=version)
+
+
+def _check_table_layout(path: Path, name: str, table: pd.DataFrame) -> None:
+    """Refuse a repeated column, or a row with fewer values than columns (a truncated or hand-edited file).
+
+    The parser fills a short row with NaN from the cut onwards, so its last column is empty;
+    the values it did read may themselves be cut (a defocus of 10 instead of 10250).
+    """
+    if table.shape[1] == 0:
+        return
+    repeated = table.columns[table.columns.duplicated()]
+    if len(repeated):
+        raise InputError(path, f"{name} column _{repeated[0]} appears more than once")
+    short = np.flatnonzero(table.iloc[:, -1].isna().to_numpy())
+    if len(short):
+        raise InputError(path, f"{name} row {short[0] + 1} has fewer values than the {table.shape[1]} columns "
+                         "(truncated or hand-edited file?)")
+
+
+def _convert_numeric_columns(path: Path, name: str, table: pd.DataFrame) -> None:
+    """Make NUMERIC_COLUMNS numbers in place (whole numbers for INTEGER_COLUMNS), or refuse the file."""
+    for column in NUMERIC_COLUMNS:
+        if column not in table:
+            continue
+        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise InputError(path, f"{name} column _{column} has a non-numeric or non-finite value "
+                             f"{table[column].iloc[bad[0]]!r} (row {bad[0] + 1})")
+        if column in INTEGER_COLUMNS:
+            bad = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2**31))
+            if len(bad):
+                raise InputError(path, f"{name} column _{column} must hold whole numbers, not {values[bad[0]]!r} "
+                                 f"(row {bad[0] + 1})")
+            table[column] = values.astype(np.int64)
+        else:
+            table[column] = values
 
 
 def _optics_from_30(path: Path, particles: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -161,14 +208,13 @@ def _check_optics(path: Path, optics: pd.DataFrame, particles: pd.DataFrame) -> 
         if len(optics) != 1:
             raise InputError(path, "particles lack _rlnOpticsGroup but there are several optics groups")
         particles["rlnOpticsGroup"] = int(optics["rlnOpticsGroup"].iloc[0])
-    for column in ("rlnImagePixelSize", *OPTICS_COLUMNS_30):
-        values = pd.to_numeric(optics[column], errors="coerce")
-        if values.isna().any() or not np.isfinite(values).all():
-            raise InputError(path, f"optics column _{column} has non-numeric or non-finite values")
     if (optics["rlnImagePixelSize"].astype(float) <= 0).any():
         raise InputError(path, "pixel size must be positive")
+    repeated = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()]
+    if len(repeated):
+        raise InputError(path, f"optics group {repeated.iloc[0]} is defined more than once")
     known = set(optics["rlnOpticsGroup"].astype(int))
-    used = set(pd.to_numeric(particles["rlnOpticsGroup"], errors="coerce").fillna(-1).astype(int))
+    used = set(particles["rlnOpticsGroup"].astype(int))
     if not used <= known:
         raise InputError(path, f"particles refer to undefined optics groups {sorted(used - known)}")
     if "rlnCtfDataAreCtfPremultiplied" in optics and (optics["rlnCtfDataAreCtfPremultiplied"].astype(int) != 0).any():
@@ -176,17 +222,11 @@ def _check_optics(path: Path, optics: pd.DataFrame, particles: pd.DataFrame) -> 
 
 
 def _convert_origins_to_angst(path: Path, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
-    if "rlnOriginX" in particles and "rlnOriginXAngst" not in particles:
-        pixel = pixel_size_per_particle(optics, particles)
-        for axis in "XY":
+    pixel = pixel_size_per_particle(optics, particles)
+    for axis in "XY":  # RELION 3.0 origins are in pixels
+        if f"rlnOrigin{axis}" in particles and f"rlnOrigin{axis}Angst" not in particles:
             particles[f"rlnOrigin{axis}Angst"] = particles.pop(f"rlnOrigin{axis}").astype(float) * pixel
-        particles.drop(columns=["rlnOriginZ"], errors="ignore", inplace=True)
-    for axis in "XY":
-        column = f"rlnOrigin{axis}Angst"
-        if column in particles:
-            values = pd.to_numeric(particles[column], errors="coerce")
-            if values.isna().any() or not np.isfinite(values).all():
-                raise InputError(path, f"column _{column} has non-numeric or non-finite values")
+    particles.drop(columns=["rlnOriginZ"], errors="ignore", inplace=True)
 
 
 def pixel_size_per_particle(optics: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
