@@ -24,7 +24,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     parser.add_argument("--snr", type=float, default=defaults.snr)
     parser.add_argument("--ablation", action="store_true",
-                        help="also train GAN+L1+RPSD without the histogram term, and without RPSD (3x the time)")
+                        help="also train with the pixel-histogram term, and without RPSD (3x the time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device)
