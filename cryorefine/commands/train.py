@@ -1,4 +1,8 @@
-"""Train the sim -> realistic model on the pairs written by `cryorefine simulate`.
+"""Train the sim -> realistic model on the pairs written by `cryorefine simulate`, or on the fly.
+
+With --particles and --map instead of --pairs, no sim stack is written: raw images are streamed
+from the original stacks by --num-workers loader processes and re-boxed, normalised and simulated
+on the training device exactly as `simulate` would (the sim scale fitted on a sample of particles).
 
 Writes MODEL_DIR/checkpoint.pt + config.json (the model), log.csv (losses and validation
 metrics), plots/{panels,rpsd,losses}.png and noise_models.json (the fitted noise baselines
@@ -7,6 +11,8 @@ that `apply --noise` offers beside the GAN).
 Examples:
   cryorefine train --pairs pairs/ --out model/ --steps 400
   cryorefine train --pairs pairs/ --out model/ --steps 800 --resume     # continue the same run
+  cryorefine train --particles run_data.star --map run_class001.mrc --box 128 --out model/ --num-workers 8
+                                                                        # on the fly: no sim stack on disk
   torchrun --nproc_per_node 4 -m cryorefine.cli train --pairs pairs/ --out model/ --device cuda
 """
 
@@ -23,16 +29,20 @@ import torch
 import torch.distributed as dist
 
 from cryorefine import noise
+from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
-from cryorefine.gan.data import PairedParticles
+from cryorefine.gan.data import PairedParticles, PairSource
 from cryorefine.gan.inference import NOISE_MODELS_NAME
-from cryorefine.gan.trainer import Distributed, Trainer
+from cryorefine.gan.onthefly import OnTheFlyPairs
+from cryorefine.gan.trainer import Distributed, Performance, Trainer
 from cryorefine.io.atomic import atomic_write_text
+from cryorefine.simulate import SimulateConfig
 
 log = logging.getLogger(__name__)
 
 NOISE_FIT_MAX_IMAGES = 2000
+ON_THE_FLY_NAME = "simulation.json"  # how on-the-fly sims were made (geometry, fitted scale)
 
 # Command-line option -> (config class, field); defaults come from the dataclasses.
 _OPTIONS = {
@@ -53,8 +63,27 @@ def _default(cls: type, name: str):
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pairs", required=True, type=Path, help="folder written by `cryorefine simulate`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pairs", type=Path, help="folder written by `cryorefine simulate`")
+    source.add_argument("--particles", type=Path, help="RELION particle STAR file: simulate pairs on the fly (with --map)")
     parser.add_argument("--out", required=True, type=Path, help="model folder to create (or continue with --resume)")
+    fly = parser.add_argument_group("on-the-fly simulation (with --particles; as in `cryorefine simulate`)")
+    fly.add_argument("--map", type=Path, help="consensus map (MRC)")
+    fly.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)")
+    fly.add_argument("--pixel-size", type=float, help="target pixel size in Å (default: the particles')")
+    fly.add_argument("--bfactor", type=float, default=0.0, help="extra B-factor envelope in Å² on top of rlnCtfBfactor")
+    fly.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
+                     help="use half map 1 or 2 per particle by rlnRandomSubset")
+    fly.add_argument("--mask", type=Path, help="3D mask; its projection marks the particle for normalisation")
+    fly.add_argument("--mask-diameter", type=float, help="soft circular mask diameter in Å (default: 75%% of the box)")
+    fly.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF")
+    fly.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
+    fly.add_argument("--project-dir", type=Path, help="RELION project folder the STAR file's image paths are relative to")
+    fly.add_argument("--ignore-aberrations", action="store_true",
+                     help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification")
+    speed = parser.add_argument_group("speed")
+    speed.add_argument("--num-workers", type=int, default=0, help="loader processes reading images ahead (default: 0)")
+    speed.add_argument("--compile", action="store_true", help="torch.compile the models (helps on GPU after a warm-up)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (same settings)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
@@ -66,18 +95,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default = _default(cls, name)
         parser.add_argument(f"--{option.replace('_', '-')}", type=type(default), default=default,
                             help=f"{helps.get(option, name.replace('_', ' '))} (default: {default})")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(None, f"--device {name}: no CUDA GPU is available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainConfig]:
@@ -92,7 +109,28 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainCo
     return ModelConfig(**values[ModelConfig]), LossConfig(**values[LossConfig]), train
 
 
-def fit_noise_baselines(pairs: PairedParticles, rows: np.ndarray, seed: int) -> dict[str, dict]:
+def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
+    """The pairs folder, or the particles and map to simulate from on `device`."""
+    if args.pairs is not None:
+        return PairedParticles(args.pairs)
+    if args.map is None:
+        raise InputError(None, "--particles needs --map (the map to simulate the pairs from)")
+    return OnTheFlyPairs(SimulateConfig(
+        particles=args.particles, map=args.map, box=args.box, pixel_size=args.pixel_size, device=str(device),
+        bfactor=args.bfactor, half_maps=tuple(args.half_maps) if args.half_maps else None, mask=args.mask,
+        mask_diameter=args.mask_diameter, apply_ctf=args.apply_ctf, map_pixel_size=args.map_pixel_size,
+        project_dir=args.project_dir, ignore_aberrations=args.ignore_aberrations,
+    ))
+
+
+def simulation_record(source: OnTheFlyPairs) -> dict:
+    config = source.config
+    return {"particles": str(config.particles), "map": str(config.map), "box": source.box,
+            "pixel_size": source.pixel_size, "apply_ctf": config.apply_ctf, "bfactor": config.bfactor,
+            "scale_per_optics_group": {str(g): s for g, s in (source.scales or {}).items()}}
+
+
+def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[str, dict]:
     """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) training pairs, as dicts."""
     sample = np.sort(np.random.default_rng(seed).permutation(rows)[:NOISE_FIT_MAX_IMAGES])
     sim, raw = pairs.read(sample)
@@ -108,10 +146,15 @@ def main(args: argparse.Namespace) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-    pairs = PairedParticles(args.pairs)
+    if args.num_workers < 0:
+        raise InputError(None, "--num-workers must be 0 or more")
+    pairs = open_source(args, device)
     try:
         trainer = Trainer(pairs, args.out, model_config, loss_config, train_config, device,
-                          resume=args.resume, distributed=distributed)
+                          resume=args.resume, distributed=distributed,
+                          performance=Performance(num_workers=args.num_workers, compile=args.compile))
+        if distributed.is_main and isinstance(pairs, OnTheFlyPairs):
+            atomic_write_text(args.out / ON_THE_FLY_NAME, json.dumps(simulation_record(pairs), indent=2) + "\n")
         noise_path = args.out / NOISE_MODELS_NAME
         if distributed.is_main and not noise_path.exists():
             baselines = fit_noise_baselines(pairs, trainer.train_rows, train_config.seed)

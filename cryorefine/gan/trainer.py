@@ -1,5 +1,8 @@
 """The one training loop: alternating D / G updates, mixed precision, DDP, CSV log, checkpoints, plots.
 
+It consumes any `PairSource` (pairs on disk or simulated on the fly) through a step loader whose
+workers read ahead; under DDP every rank reads its own shard of each global batch.
+
 Step order follows pix2pix: the discriminator learns on [sim, raw] vs [sim, fake.detach()], then
 the generator learns with the discriminator frozen. Every random draw of step k comes from a
 stream seeded by (seed, rank, k) and data order is a function of (seed, k), so a run resumed
@@ -13,6 +16,7 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +31,7 @@ from cryorefine.errors import InputError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
-from cryorefine.gan.data import PairedParticles, batch_rows
+from cryorefine.gan.data import Normalisation, PairSource, step_loader
 from cryorefine.gan.models import Generator, PatchDiscriminator
 from cryorefine.io.atomic import atomic_write_text
 
@@ -39,6 +43,15 @@ LOG_COLUMNS = (
     "fixed_rpsd_l1", "fixed_rpsd_mse", "val_rpsd_l1", "val_rpsd_mse", "val_pixel_l1", "val_pixel_mse",
     "val_rpsd_l1_sim",
 )
+
+
+@dataclass(frozen=True)
+class Performance:
+    """How a run executes; none of it changes what a step computes beyond float rounding, so not saved."""
+
+    num_workers: int = 0  # loader processes reading the stacks ahead of the training step
+    compile: bool = False  # torch.compile the training modules (pays a warm-up; helps on GPU)
+    channels_last: bool | None = None  # NHWC convolutions; None: on CUDA only
 
 
 @dataclass(frozen=True)
@@ -81,9 +94,9 @@ def refine(generator: torch.nn.Module, sim: torch.Tensor, batch_size: int, noise
 class Trainer:
     """Owns the models, optimisers, mixed precision, data order, log, checkpoints and plots of one run."""
 
-    def __init__(self, pairs: PairedParticles, out_dir: str | os.PathLike, model_config: ModelConfig,
+    def __init__(self, pairs: PairSource, out_dir: str | os.PathLike, model_config: ModelConfig,
                  loss_config: LossConfig, train_config: TrainConfig, device: torch.device, resume: bool = False,
-                 distributed: Distributed = Distributed()):
+                 distributed: Distributed = Distributed(), performance: Performance = Performance()):
         if loss_config.gan_mode not in losses.GAN_MODES:
             raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
@@ -92,15 +105,19 @@ class Trainer:
         self.config = train_config
         self.device = device
         self.dist = distributed
+        self.performance = performance
+        channels_last = performance.channels_last
+        self.memory_format = (torch.channels_last if (device.type == "cuda" if channels_last is None else channels_last)
+                              else torch.contiguous_format)
 
         self.train_rows, self.val_rows = pairs.split(train_config.seed, train_config.validation_fraction,
                                                      train_config.max_validation)
-        normalisation = pairs.measure_normalisation(self.train_rows, train_config.seed)
+        normalisation = self._same_on_all_ranks(pairs.measure_normalisation(self.train_rows, train_config.seed))
         self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box)
 
         torch.manual_seed(train_config.seed)
-        self.generator = Generator(model_config).to(device)
-        self.discriminator = PatchDiscriminator(model_config).to(device)
+        self.generator = Generator(model_config).to(device, memory_format=self.memory_format)
+        self.discriminator = PatchDiscriminator(model_config).to(device, memory_format=self.memory_format)
         betas = (train_config.beta1, train_config.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr_generator, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr_discriminator, betas=betas)
@@ -121,9 +138,20 @@ class Trainer:
             self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
         else:
             self.g_train, self.d_train = self.generator, self.discriminator
+        self.d_frozen = self.discriminator
+        if performance.compile:
+            self.g_train, self.d_train, self.d_frozen = (torch.compile(m) for m in (self.g_train, self.d_train, self.d_frozen))
         self.fixed_rows = self.val_rows[: train_config.fixed_batch_size]
         self._val_sim, self._val_raw = pairs.batch(self.val_rows, self.settings.normalisation, device)
         self._sim_rpsd_l1 = float(spectra.rpsd_distance(self._val_sim, self._val_raw)[0])
+
+    def _same_on_all_ranks(self, normalisation: Normalisation) -> Normalisation:
+        """Rank 0's normalisation everywhere, so every rank trains the same model."""
+        if self.dist.world_size == 1:
+            return normalisation
+        values = torch.tensor([normalisation.mean, normalisation.std], dtype=torch.float64, device=self.device)
+        dist.broadcast(values, src=0)
+        return Normalisation(*values.tolist())
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.config.amp or self.device.type != "cuda":
@@ -159,11 +187,21 @@ class Trainer:
             "rng_torch": torch.get_rng_state(),
         }
 
-    def train_step(self) -> dict[str, float]:
-        """One discriminator then one generator update; returns the step's losses."""
-        rows = batch_rows(self.train_rows, self.step, self.config.batch_size, self.config.seed,
-                          self.dist.rank, self.dist.world_size)
-        sim, raw = self.pairs.batch(rows, self.settings.normalisation, self.device)
+    def loader(self) -> torch.utils.data.DataLoader:
+        """(rows, images) of this rank's batches from the current step to the last, read ahead by workers."""
+        return step_loader(self.pairs, self.train_rows, self.step, self.config.steps, self.config.batch_size,
+                           self.config.seed, self.dist.rank, self.dist.world_size,
+                           num_workers=self.performance.num_workers, pin_memory=self.device.type == "cuda")
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised (sim, raw) on the device for each remaining step (sims made here when on the fly)."""
+        for rows, images in self.loader():
+            yield self.pairs.prepare(np.asarray(rows), images, self.settings.normalisation, self.device)
+
+    def train_step(self, sim: torch.Tensor, raw: torch.Tensor) -> dict[str, float]:
+        """One discriminator then one generator update on this step's batch; returns the step's losses."""
+        sim = sim.contiguous(memory_format=self.memory_format)
+        raw = raw.contiguous(memory_format=self.memory_format)
         noise = step_generator(self.config.seed, self.dist.rank, self.step, self.device)
         mode = self.loss_config.gan_mode
         with self._autocast():
@@ -177,7 +215,7 @@ class Trainer:
 
         self.discriminator.requires_grad_(False)  # frozen: the generator step must not train it
         with self._autocast():
-            loss_g = losses.generator_loss(self.loss_config, self.discriminator(sim, fake), fake, raw)
+            loss_g = losses.generator_loss(self.loss_config, self.d_frozen(sim, fake), fake, raw)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g.total).backward()
         self.scaler.step(self.opt_g)
@@ -242,8 +280,9 @@ class Trainer:
         since_log = 0
         progress = tqdm(total=self.config.steps, initial=self.step, disable=not self.dist.is_main,
                         desc="train", unit="step", dynamic_ncols=True)
+        batches = self.batches()
         while self.step < self.config.steps:
-            for key, value in self.train_step().items():
+            for key, value in self.train_step(*next(batches)).items():
                 sums[key] = sums.get(key, 0.0) + value
             since_log += 1
             progress.update(1)

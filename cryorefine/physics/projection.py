@@ -91,11 +91,27 @@ class FourierProjector:
         index_y = frequencies_xyz[..., 1] * size + size // 2
         index_z = frequencies_xyz[..., 2] * size + size // 2
         grid = torch.stack([index_x / (width - 1), index_y / (height - 1), index_z / (depth - 1)], dim=-1) * 2 - 1
-        values = F.grid_sample(self.dft_channels, grid[None, None], mode="bilinear", padding_mode="zeros",
-                               align_corners=True)  # (1, 2, 1, B, P); "bilinear" is trilinear in 3D
-        return torch.complex(values[0, 0, 0], values[0, 1, 0] * imaginary_sign)
+        values = _trilinear(self.dft_channels, grid)
+        return torch.complex(values[0], values[1] * imaginary_sign)
 
     def project(self, relion_matrices: torch.Tensor) -> torch.Tensor:
         """Projections (B, N, N), the plain voxel sum along the beam, for RELION matrices A (B, 3, 3)."""
         spectrum = self.project_rfft(relion_matrices)
         return torch.fft.fftshift(torch.fft.irfft2(spectrum, s=(self.size, self.size)), dim=(-2, -1))
+
+
+def _trilinear(channels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """grid_sample of a (1, C, D, H, W) volume at (B, P, 3) points in [-1, 1]: (C, B, P).
+
+    On the CPU, grid_sample parallelises over its batch dimension only, so the poses are split into
+    one chunk per thread against the same (expanded, not copied) volume; the samples are identical.
+    """
+    batch, points = grid.shape[:2]
+    chunks = min(torch.get_num_threads(), batch) if channels.device.type == "cpu" else 1
+    per_chunk = -(-batch // chunks)
+    padding = per_chunk * chunks - batch
+    if padding:
+        grid = torch.cat([grid, grid.new_zeros(padding, points, 3)])
+    values = F.grid_sample(channels.expand(chunks, -1, -1, -1, -1), grid.reshape(chunks, 1, per_chunk, points, 3),
+                           mode="bilinear", padding_mode="zeros", align_corners=True)  # trilinear in 3D
+    return values[:, :, 0].transpose(0, 1).reshape(channels.shape[1], chunks * per_chunk, points)[:, :batch]
