@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, install (CPU torch first), run the demo on bundled data -> demo_out/report.md
-#   make test   - create .venv, install with test and Scipion extras, install RELION, run the test suite
+#   make test   - create .venv, install with the test, Scipion and scene extras, install RELION, run the tests
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -19,7 +19,7 @@ $(VENV)/.installed-base: setup.py
 	touch $@
 
 $(VENV)/.installed-tests: $(VENV)/.installed-base
-	$(PIP) install --quiet -e '.[tests,scipion]'
+	$(PIP) install --quiet -e '.[tests,scipion,scene]'
 	touch $@
 
 demo: $(VENV)/.installed-base

@@ -38,6 +38,8 @@ setup(
     extras_require={
         "tests": ["pytest>=7", "hypothesis>=6"],
         "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-relion>=5"],
+        # Atomic models (PDB/mmCIF) as species in `cryorefine scene`.
+        "scene": ["gemmi>=0.6"],
     },
     entry_points={
         "console_scripts": [

@@ -15,7 +15,7 @@ import sys
 from cryorefine import __version__
 from cryorefine.errors import CryorefineError
 
-COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench")
+COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench", "scene", "translate")
 
 log = logging.getLogger("cryorefine")
 

@@ -44,7 +44,7 @@ class ConvBlock(nn.Module):
         return F.leaky_relu(self.conv2(x), 0.2)
 
 
-def _widths(config: ModelConfig) -> list[int]:
+def channel_widths(config: ModelConfig) -> list[int]:
     return [config.base_channels * min(2**level, 4) for level in range(config.depth + 1)]
 
 
@@ -58,7 +58,7 @@ class Generator(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        widths = _widths(config)
+        widths = channel_widths(config)
         self.stem = ConvBlock(1 + config.noise_channels, widths[0])
         self.down = nn.ModuleList(ConvBlock(widths[i], widths[i + 1]) for i in range(config.depth))
         self.up_conv = nn.ModuleList(_conv3x3(widths[i + 1], widths[i]) for i in range(config.depth))

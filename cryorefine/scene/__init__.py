@@ -1,0 +1,1 @@
+"""Synthetic micrographs with per-particle ground truth: species, placement, ice, imaging."""

@@ -1,0 +1,96 @@
+"""The two domains as standardised images and random tiles.
+
+Domain A: clean synthetic micrographs (`clean_NNN.mrc`) with their particle masks
+(`mask_NNN.mrc`) from `cryorefine scene`. Domain B: a real micrograph, Fourier-cropped to the
+synthetic pixel size, with one vertical strip (the last `holdout_fraction` of the columns) kept
+out of training for evaluation. Each domain is standardised by one mean and std over all its
+training pixels (not per tile), so contrast differences between tiles survive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import torch
+
+from cryorefine.errors import InputError
+from cryorefine.io.mrc import read_stack
+from cryorefine.physics.imaging import fourier_resize
+
+
+@dataclass
+class Standardiser:
+    mean: float
+    std: float
+
+    def forward(self, image: np.ndarray) -> np.ndarray:
+        return ((image - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, image: np.ndarray) -> np.ndarray:
+        return (image * self.std + self.mean).astype(np.float32)
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray]) -> "Standardiser":
+        values = np.concatenate([np.asarray(i, dtype=np.float64).ravel() for i in images])
+        return cls(float(values.mean()), float(max(values.std(), 1e-12)))
+
+
+def read_image(path: Path) -> tuple[np.ndarray, float]:
+    """A 2D image (y, x) as float32 and its pixel size."""
+    image = read_stack(path)
+    if image.shape[0] != 1:
+        raise InputError(path, f"expected one 2D micrograph, got a stack of {image.shape[0]}")
+    with mrcfile.open(path, permissive=True, header_only=True) as handle:
+        pixel = float(handle.voxel_size.x)
+    return image[0], pixel
+
+
+def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training part, held-out strip) of a real micrograph resampled to `pixel_size` (square crop)."""
+    image, pixel = read_image(path)
+    if pixel <= 0:
+        raise InputError(path, "pixel size missing from the header")
+    side = min(image.shape)
+    image = image[:side, :side]
+    new_side = int(round(side * pixel / pixel_size)) // 2 * 2
+    if new_side > side:
+        raise InputError(path, f"pixel size {pixel:.3f} Å is coarser than the synthetic {pixel_size:.3f} Å")
+    resampled = fourier_resize(torch.from_numpy(image)[None].double(), new_side)[0].float().numpy()
+    split = int(round(new_side * (1 - holdout_fraction)))
+    return resampled[:, :split], resampled[:, split:]
+
+
+def synthetic_scenes(scene_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Clean micrographs, their binary masks and the pixel size from a `cryorefine scene` folder."""
+    cleans = sorted(scene_dir.glob("clean_*.mrc"))
+    if not cleans:
+        raise InputError(scene_dir, "no clean_NNN.mrc micrographs (run cryorefine scene first)")
+    images, masks, pixel = [], [], 0.0
+    for clean in cleans:
+        mask_path = clean.with_name(clean.name.replace("clean_", "mask_"))
+        if not mask_path.exists():
+            raise InputError(mask_path, "particle mask missing for " + clean.name)
+        image, pixel = read_image(clean)
+        images.append(image)
+        masks.append((read_image(mask_path)[0] > 0).astype(np.float32))
+    return images, masks, pixel
+
+
+def random_tiles(images: list[np.ndarray], size: int, count: int, rng: np.random.Generator,
+                 masks: list[np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`count` random (size, size) tiles (count, 1, size, size), and the same tiles of the masks."""
+    tiles, mask_tiles = [], []
+    for _ in range(count):
+        k = int(rng.integers(len(images)))
+        height, width = images[k].shape
+        if height < size or width < size:
+            raise ValueError(f"tile {size} is larger than an image of {height}x{width}")
+        y, x = int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1))
+        tiles.append(images[k][y : y + size, x : x + size])
+        if masks is not None:
+            mask_tiles.append(masks[k][y : y + size, x : x + size])
+    stack = torch.from_numpy(np.stack(tiles))[:, None]
+    return stack, (torch.from_numpy(np.stack(mask_tiles))[:, None] if masks is not None else None)
