@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 from cryorefine.errors import InputError
-from cryorefine.errors import InputError
 from cryorefine.simulate import SimulateConfig, simulate_pairs
 
 log = logging.getLogger(__name__)
