@@ -6,6 +6,7 @@ and leave the output folder exactly as it was. docs/reliability.md lists what ea
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -337,21 +338,24 @@ def test_training_killed_at_random_moments_resumes_to_the_same_model(base, tmp_p
 
 @pytest.mark.parametrize("command", ["apply", "generate"])
 def test_output_killed_half_way_keeps_the_earlier_output_and_a_rerun_completes(base, tmp_path, command):
-    pairs = make_pairs(tmp_path / "pairs", n=600, box=32, seed=4)
+    # Long enough (a few seconds even on an idle machine) that the kill lands while images are
+    # computed, not in the moment between publishing the outputs and the process's exit.
+    n = 3000
+    pairs = make_pairs(tmp_path / "pairs", n=n, box=32, seed=4)
     out = tmp_path / "out"
     argv = {"apply": ["apply", "--model", base / "model", "--particles", pairs / "sim.star", "--noise", "gan"],
             "generate": ["generate", "--model", base / "model", "--map", base / "in/map.mrc", "--like", base / "simulated/raw.star",
-                         "--n", "600", "--noise", "gan"]}[command]
+                         "--n", str(n), "--noise", "gan"]}[command]
     argv += ["--device", "cpu", "--batch-size", "16", "--out"]
     assert cli.main([str(a) for a in [*argv, out, "--seed", "1"]]) == 0
-    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    earlier = _digests(out)
     process = subprocess.Popen([sys.executable, "-m", "cryorefine.cli", *map(str, argv), out, "--seed", "2"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: any(out.glob(".cryorefine-partial-*/particles.mrcs")) or process.poll() is not None, 60)
     time.sleep(random.uniform(0.05, 0.3))
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
-    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")} == earlier
+    assert _digests(out) == earlier
     rerun = _run([*argv, out, "--seed", "2"])
     assert rerun.returncode == 0 and "interrupted" in rerun.stderr  # the leftover staging folder is pointed out
     reference = tmp_path / "reference"
@@ -374,11 +378,11 @@ def test_file_size_limit_gives_one_line_and_keeps_earlier_outputs(base, tmp_path
     out = tmp_path / "out"
     apply = ["apply", "--model", base / "model", "--noise", "gaussian", "--device", "cpu", "--out", out]
     assert _run([*apply, "--particles", base / "pairs/sim.star"]).returncode == 0
-    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    earlier = _digests(out)
     big = make_pairs(tmp_path / "big", n=200, box=32)
     result = _run([*apply, "--particles", big / "sim.star"], preexec_fn=_limit_file_size(300_000))
     _assert_one_line_write_error(result, "file too large")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+    assert _digests(out) == earlier
 
     model = tmp_path / "model"
     shutil.copytree(base / "model", model)
@@ -414,17 +418,27 @@ def test_full_disk_gives_one_line_and_keeps_earlier_outputs(base, tmp_path, smal
     out = small_tmpfs / "out"
     apply = ["apply", "--model", base / "model", "--noise", "gaussian", "--device", "cpu", "--out", out]
     assert _run([*apply, "--particles", base / "pairs/sim.star"]).returncode == 0
-    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    earlier = _digests(out)
     (small_tmpfs / "filler").write_bytes(bytes(700_000))
     big = make_pairs(tmp_path / "big", n=200, box=32)  # an 0.8 MB stack
     result = _run([*apply, "--particles", big / "sim.star"])
     _assert_one_line_write_error(result, "no space left on device")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+    assert _digests(out) == earlier
 
 
-def _outputs(folder: Path) -> dict[str, object]:
-    """STAR and JSON bytes and stack data (an MRC header holds its creation time)."""
-    return {str(p.relative_to(folder)): read_stack(p).tobytes() if p.suffix == ".mrcs" else p.read_bytes()
+def _digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every published file in a folder (staging folders excluded).
+
+    Digests rather than bytes: a failing comparison of megabyte values sends pytest's diff into
+    minutes of work; digests fail at once and still show which file changed.
+    """
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    """Digests of STAR and JSON bytes and of stack data (an MRC header holds its creation time)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(read_stack(p).tobytes() if p.suffix == ".mrcs" else p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*"))
             if p.is_file() and p.suffix in (".star", ".mrcs", ".json") and p.name != "summary.json"}
 
