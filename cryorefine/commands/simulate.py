@@ -26,13 +26,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", type=Path, required=True, help="RELION particle STAR file (3.0, 3.1, 4.0 or 5.0)")
     parser.add_argument("--map", type=Path, required=True, help="consensus map (MRC)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)")
-    parser.add_argument("--pixel-size", type=float, help="target pixel size in Å, by Fourier cropping (default: the particles')")
+    add_simulation_args(parser)
     parser.add_argument("--max-particles", type=int, help="simulate at most this many particles")
     parser.add_argument("--random-subset", action="store_true", help="pick --max-particles at random (with --seed)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=64)
+
+
+def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Re-boxing, masking and forward-model options, shared with `train --particles` (one definition)."""
+    parser.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)")
+    parser.add_argument("--pixel-size", type=float, help="target pixel size in Å, by Fourier cropping (default: the particles')")
     parser.add_argument("--bfactor", type=float, default=0.0, help="extra B-factor envelope in Å² on top of rlnCtfBfactor")
     parser.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
                         help="use half map 1 or 2 per particle by rlnRandomSubset")
@@ -40,7 +45,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mask-diameter", type=float, help="soft circular mask diameter in Å (default: 75%% of the box)")
     parser.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF")
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
-    parser.add_argument("--project-dir", type=Path, help="RELION project folder: write image paths relative to it")
+    parser.add_argument("--project-dir", type=Path,
+                        help="RELION project folder: input image paths are relative to it, and written ones will be")
     parser.add_argument("--ignore-aberrations", action="store_true",
                         help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification")
 

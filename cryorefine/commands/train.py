@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 
 from cryorefine import noise
+from cryorefine.commands.simulate import add_simulation_args
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
@@ -69,18 +70,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="model folder to create (or continue with --resume)")
     fly = parser.add_argument_group("on-the-fly simulation (with --particles; as in `cryorefine simulate`)")
     fly.add_argument("--map", type=Path, help="consensus map (MRC)")
-    fly.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)")
-    fly.add_argument("--pixel-size", type=float, help="target pixel size in Å (default: the particles')")
-    fly.add_argument("--bfactor", type=float, default=0.0, help="extra B-factor envelope in Å² on top of rlnCtfBfactor")
-    fly.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
-                     help="use half map 1 or 2 per particle by rlnRandomSubset")
-    fly.add_argument("--mask", type=Path, help="3D mask; its projection marks the particle for normalisation")
-    fly.add_argument("--mask-diameter", type=float, help="soft circular mask diameter in Å (default: 75%% of the box)")
-    fly.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF")
-    fly.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
-    fly.add_argument("--project-dir", type=Path, help="RELION project folder the STAR file's image paths are relative to")
-    fly.add_argument("--ignore-aberrations", action="store_true",
-                     help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification")
+    add_simulation_args(fly)
     speed = parser.add_argument_group("speed")
     speed.add_argument("--num-workers", type=int, default=0, help="loader processes reading images ahead (default: 0)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the models (helps on GPU after a warm-up)")
