@@ -24,6 +24,14 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def run_in_process(*argv) -> None:
+    """Run a subcommand in this process; errors propagate as exceptions (unlike `cli.main`)."""
+    from cryorefine.cli import build_parser
+
+    args = build_parser().parse_args([str(a) for a in argv])
+    args.run(args)
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `cryorefine ARGS` in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "cryorefine.cli", *map(str, args)], cwd=cwd,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryorefine import cli
+from tests.conftest import run_in_process as run
 from cryorefine.errors import InputError
 from cryorefine.bench import synthetic_particles
 from cryorefine.gan import data as gan_data
@@ -27,10 +27,6 @@ FAST = ["--base-channels", "4", "--depth", "2", "--batch-size", "4", "--log-ever
 UNIT = Normalisation(mean=0.0, std=1.0)
 CPU = torch.device("cpu")
 
-
-def run(*argv) -> None:
-    args = cli.build_parser().parse_args([str(a) for a in argv])
-    args.run(args)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from _pairs import make_pairs
-from cryorefine import cli, spectra
+from cryorefine import spectra
+from tests.conftest import run_in_process as run
 from cryorefine.errors import InputError
 from cryorefine.gan.checkpoint import load_checkpoint, load_generator
 from cryorefine.gan.data import PairedParticles
@@ -19,11 +20,6 @@ from cryorefine.io.star import read_particle_star, write_particle_star
 
 FAST = ["--base-channels", "4", "--depth", "2", "--batch-size", "4", "--log-every", "2", "--checkpoint-every", "2"]
 
-
-def run(*argv) -> None:
-    """Run a subcommand in-process; errors propagate as exceptions."""
-    args = cli.build_parser().parse_args([str(a) for a in argv])
-    args.run(args)
 
 
 @pytest.fixture(scope="module")
