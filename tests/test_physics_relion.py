@@ -17,7 +17,6 @@ import torch
 from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star
 from cryorefine.physics.forward import ForwardModel
-from cryorefine.physics.imaging import from_rfft, to_rfft
 from cryorefine.physics.projection import relion_rotation_matrices
 from tests._synthetic import blob_map, varied_particles, write_dataset
 
@@ -77,6 +76,11 @@ def test_wrong_conventions_are_detected(tmp_path):
     flipped.origin_x_angst, flipped.origin_y_angst = -params.origin_x_angst, -params.origin_y_angst
     assert median_r(model.simulate(flipped)) < 0.9
     matrices = relion_rotation_matrices(*(torch.tensor(a) for a in (params.rot, params.tilt, params.psi)))
-    transposed = model.projector.project(matrices.transpose(-1, -2))
-    assert median_r(from_rfft(to_rfft(transposed) * model.transfer(params), box)) < 0.9
+
+    def render(pose_matrices: torch.Tensor) -> torch.Tensor:  # the path `ForwardModel.simulate` takes
+        spectrum = model.projector.project_rfft(pose_matrices) * model.transfer(params)
+        return torch.fft.irfft2(spectrum, s=(box, box))
+
+    assert median_r(render(matrices)) > 0.999  # the rendering path itself is right...
+    assert median_r(render(matrices.transpose(-1, -2))) < 0.9  # ...so only the transposed pose fails
     assert median_r(-model.simulate(params)) < -0.99

@@ -12,15 +12,6 @@ import math
 import torch
 
 
-def to_rfft(images: torch.Tensor) -> torch.Tensor:
-    """rfft of centred images (centre pixel N//2 moved to the origin)."""
-    return torch.fft.rfft2(torch.fft.ifftshift(images, dim=(-2, -1)))
-
-
-def from_rfft(spectrum: torch.Tensor, box: int) -> torch.Tensor:
-    return torch.fft.fftshift(torch.fft.irfft2(spectrum, s=(box, box)), dim=(-2, -1))
-
-
 def centring_shift(box: int) -> float:
     """The translation (pixels) that `fftshift` applies: folding it into a phase saves the copy."""
     return float(box // 2)
