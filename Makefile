@@ -20,6 +20,8 @@ $(VENV)/.installed-base: setup.py
 
 $(VENV)/.installed-tests: $(VENV)/.installed-base
 	$(PIP) install --quiet -e '.[tests,scipion,scene]'
+	# --no-deps: PyPI's torchvision is a CUDA build pinned to another torch, imported only by topaz's own training sampler (unused); h5py is the one other requirement our imports reach.
+	$(PIP) install --quiet --no-deps topaz-em==0.3.20 'h5py>=3.7'
 	touch $@
 
 demo: $(VENV)/.installed-base
