@@ -119,3 +119,15 @@ def plot_histograms(path: str | os.PathLike, sets: dict[str, np.ndarray], bins: 
     axis.set_ylabel("density")
     axis.legend()
     _save(figure, path)
+
+
+def plot_micrographs(path: str | os.PathLike, images: dict[str, np.ndarray], side: int = 256) -> None:
+    """The same top-left square crop of each named standardised micrograph, side by side, ±3 σ."""
+    side = min([side, *(min(image.shape) for image in images.values())])
+    figure, axes = plt.subplots(1, len(images), figsize=(3.2 * len(images), 3.4), squeeze=False)
+    for axis, (name, image) in zip(axes[0], images.items()):
+        axis.imshow(image[:side, :side], cmap="gray", vmin=-3, vmax=3)
+        axis.set_title(name)
+        axis.set_xticks([])
+        axis.set_yticks([])
+    _save(figure, path)

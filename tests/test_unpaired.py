@@ -69,44 +69,75 @@ def test_real_micrograph_is_resampled_and_split_without_overlap():
     assert heldout.shape[1] == pytest.approx(0.25 * side, abs=1)
 
 
-def test_train_apply_evaluate_end_to_end(tmp_path):
-    torch.set_num_threads(1)
-    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
     map_path = shared_data("trpv1", "consensus_map.mrc")
-    scenes = tmp_path / "scenes"
+    folder = tmp_path_factory.mktemp("unpaired") / "scenes"
     result = run_cli("scene", "--species", f"{map_path}:8", "--size", "160", "--pixel-size", "8", "--dose", "40",
-                     "--n-micrographs", "2", "--out", scenes)
+                     "--n-micrographs", "2", "--out", folder)
     assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.mark.parametrize("method", ["contrastive", "diffusion"])
+def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
+    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
     model = tmp_path / "model"
-    result = run_cli("translate", "train", "--scenes", scenes, "--real", real, "--out", model, "--steps", "6",
-                     "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--tile", "32")
+    result = run_cli("translate", "train", "--method", method, "--scenes", scenes, "--real", real, "--out", model,
+                     "--steps", "6", "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--tile", "32",
+                     "--sampling-steps", "3")
     assert result.returncode == 0, result.stderr
     assert (model / "translator.pt").is_file() and (model / "log.csv").is_file()
+    assert json.loads((model / "config.json").read_text())["method"] == method
 
-    translated = tmp_path / "translated"
-    result = run_cli("translate", "apply", "--model", model, "--scenes", scenes, "--out", translated,
-                     "--tile", "64", "--margin", "8")
-    assert result.returncode == 0, result.stderr
+    sets = {}
+    for name, source in ((method, ["--model", model]), ("gaussian", ["--baseline", "gaussian"]),
+                         ("realbg", ["--baseline", "real-background", "--real", real])):
+        sets[name] = tmp_path / name
+        result = run_cli("translate", "apply", *source, "--scenes", scenes, "--out", sets[name],
+                         "--tile", "64", "--margin", "8")
+        assert result.returncode == 0, result.stderr
     for index in range(2):
-        output = mrcfile.read(translated / f"translated_{index:03d}.mrc")
+        output = mrcfile.read(sets[method] / f"translated_{index:03d}.mrc")
         assert output.shape == (160, 160) and np.isfinite(output).all() and output.std() > 0
+        for copied in (f"coords_{index:03d}.star", f"mask_{index:03d}.mrc"):
+            assert (sets[method] / copied).read_bytes() == (scenes / copied).read_bytes()
 
     evaluation = tmp_path / "evaluation"
-    result = run_cli("translate", "evaluate", "--model", model, "--scenes", scenes, "--real", real,
-                     "--out", evaluation, "--tile", "64", "--margin", "8", "--classifier-steps", "10")
+    result = run_cli("evaluate", "--micrographs", *(f"{k}={v}" for k, v in sets.items()), "--real", real,
+                     "--scenes", scenes, "--out", evaluation, "--tile", "32", "--classifier-steps", "10",
+                     "--classifier-repeats", "2")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((evaluation / "metrics.json").read_text())
-    assert set(metrics) == {"translated", "gaussian", "poisson"}
-    for values in metrics.values():
-        assert 0 <= values["classifier_auc"] <= 1 and values["rpsd_l1"] >= 0
-    for figure in ("micrographs.png", "panels.png", "rpsd.png"):
-        assert (evaluation / figure).is_file()
+    assert set(metrics) == {*sets, "real"}
+    for name in sets:
+        values = metrics[name]
+        assert 0 <= values["classifier_auc"] <= 1 and len(values["classifier_aucs"]) == 2
+        assert values["rpsd_l1"] >= 0 and -1 <= values["mask_preservation"] <= 1
+    for figure in ("micrographs.png", "noise_power.png", "rpsd.png"):
+        assert (evaluation / "plots" / figure).is_file()
 
 
-def test_translate_without_a_model_is_a_one_line_error(tmp_path):
-    map_path = shared_data("trpv1", "consensus_map.mrc")
-    scenes = tmp_path / "scenes"
-    assert run_cli("scene", "--species", f"{map_path}:2", "--size", "96", "--pixel-size", "8",
-                   "--out", scenes).returncode == 0
+def test_translate_without_a_model_is_a_one_line_error(tmp_path, scenes):
     result = run_cli("translate", "apply", "--model", tmp_path / "nothing", "--scenes", scenes, "--out", tmp_path / "o")
     assert result.returncode == 2 and "translator.pt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_picking_experiment_from_the_command_line(tmp_path, scenes):
+    pytest.importorskip("topaz")
+    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    for name, source in (("gaussian", ["--baseline", "gaussian"]),
+                         ("realbg", ["--baseline", "real-background", "--real", real])):
+        assert run_cli("translate", "apply", *source, "--scenes", scenes, "--out", tmp_path / name).returncode == 0
+    out = tmp_path / "picking"
+    result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
+                     tmp_path / "realbg", "--particle-diameter", "110", "--picking-steps", "5", "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "picking.json").read_text())
+    values = report["results"]["gaussian"]
+    assert 0 <= values["average_precision"] <= 1 and values["n_true"] > 0
+    assert values["n_train_particles"] == 16  # 8 per training micrograph
+
+    result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
+                     tmp_path / "realbg", "--out", tmp_path / "again")
+    assert result.returncode == 2 and "--particle-diameter" in result.stderr and not (tmp_path / "again").exists()

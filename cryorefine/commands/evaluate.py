@@ -1,13 +1,27 @@
-"""Score fake particle images against real ones with offline realism metrics.
+"""Score fake particle images, or whole synthetic micrographs, against real ones (offline metrics).
 
-Rows of --fake, --raw and --sim are paired by order (row i is the same particle in each), so
+Particles (--fake, --raw): rows of --fake, --raw and --sim are paired by order (row i is the same particle in each), so
 the files must list the same number of particles of the same box. Writes DIR/metrics.json
 (RPSD L1/MSE on whole images and inside/outside a soft particle mask, pixel L1/MSE and
 Wasserstein-1, moments, classifier two-sample ROC AUC, and with --sim the FRC of fake and raw
 with the clean sim and their residual noise power spectra) and plots in DIR/plots/.
 
-Example:
+Micrographs (--micrographs NAME=DIR ..., --real): each DIR a micrograph set in the layout of
+`cryorefine translate apply` or `cryorefine scene`; all sets are scored against non-overlapping
+tiles of the held-out strip of the real micrograph(s) (the columns `translate train` never saw):
+RPSD L1, noise power spectra, classifier AUC (mean and std over seeds) and, with --scenes, mask
+preservation. Writes DIR/metrics.json and plots (see cryorefine.metrics.micrographs).
+
+Picking (--picking-train NAME=DIR ..., --picking-test DIR, --particle-diameter): one topaz picker
+per training set (micrographs with their coords_NNN.star), each scored by average precision on
+the same held-out micrographs with known coordinates (see cryorefine.metrics.picking).
+Writes DIR/picking.json. Needs topaz-em (installed by `make test`).
+
+Examples:
   cryorefine evaluate --fake applied/particles.star --raw pairs/raw.star --sim pairs/sim.star --out eval
+  cryorefine evaluate --micrographs gaussian=gauss translated=trans --real real.mrc --scenes scene --out eval
+  cryorefine evaluate --picking-train gaussian=train_gauss translated=train_trans --picking-test test \
+      --particle-diameter 110 --out picking
 """
 
 from __future__ import annotations
@@ -25,13 +39,18 @@ from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
 from cryorefine.metrics import ClassifierConfig, evaluate_sets
+from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, noise_power_spectrum,
+                                            read_micrograph_set, score_set, standardise)
+from cryorefine.metrics.picking import PickerConfig, picking_experiment
+from cryorefine.scene.coordinates import read_coordinate_star
+from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
 
 log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fake", required=True, type=Path, help="STAR file of the images to score")
-    parser.add_argument("--raw", required=True, type=Path, help="STAR file of the real images, same rows")
+    parser.add_argument("--fake", type=Path, help="STAR file of the images to score")
+    parser.add_argument("--raw", type=Path, help="STAR file of the real images, same rows")
     parser.add_argument("--sim", type=Path,
                         help="STAR file of the clean simulations, same rows (enables FRC and noise spectra)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
@@ -43,6 +62,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier-steps", type=int, default=ClassifierConfig.steps, metavar="N",
                         help=f"training steps of the classifier test (default {ClassifierConfig.steps})")
     parser.add_argument("--project-dir", type=Path, help="folder the stack paths in the STAR files are relative to")
+    micrographs = parser.add_argument_group("micrographs")
+    micrographs.add_argument("--micrographs", nargs="+", metavar="NAME=DIR", help="micrograph sets to score")
+    micrographs.add_argument("--real", nargs="+", type=Path, help="real micrograph(s) the translators trained on")
+    micrographs.add_argument("--holdout", type=float, default=0.25,
+                             help="held-out fraction of each real micrograph's columns, as in training (default 0.25)")
+    micrographs.add_argument("--scenes", type=Path, help="the scene folder the sets were made from (mask preservation)")
+    micrographs.add_argument("--tile", type=int, default=MicrographScoreConfig.tile, help="tile size in pixels")
+    micrographs.add_argument("--classifier-repeats", type=int, default=MicrographScoreConfig.classifier_repeats,
+                             help="classifier tests per set, each with its own seed (default %(default)s)")
+    picking = parser.add_argument_group("picking")
+    picking.add_argument("--picking-train", nargs="+", metavar="NAME=DIR",
+                         help="micrograph sets with coords_NNN.star to train one picker each")
+    picking.add_argument("--picking-test", type=Path, metavar="DIR", help="held-out micrographs with coords_NNN.star")
+    picking.add_argument("--particle-diameter", type=float, metavar="A", help="particle diameter in Å")
+    picking.add_argument("--picking-steps", type=int, default=PickerConfig.steps, help="picker training steps")
+    picking.add_argument("--picking-pretrained", action=argparse.BooleanOptionalAction, default=False,
+                         help="start from topaz's pretrained detector (default: no, so only the training set counts)")
 
 
 def _open(path: Path, project_dir: Path | None) -> ParticleImages:
@@ -58,6 +94,20 @@ def _check_paired(reference: ParticleImages, other: ParticleImages) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.picking_train or args.picking_test:
+        if args.fake or args.raw or args.micrographs:
+            raise InputError(None, "give the picking options alone (run --micrographs or --fake/--raw separately)")
+        evaluate_picking(args)
+        return
+    if args.micrographs:
+        if args.fake or args.raw:
+            raise InputError(None, "give either --fake/--raw (particles) or --micrographs, not both")
+        if not args.real:
+            raise InputError(None, "--micrographs needs --real (the real micrograph(s) to compare with)")
+        evaluate_micrographs(args)
+        return
+    if args.fake is None or args.raw is None:
+        raise InputError(None, "give --fake and --raw (particles), or --micrographs NAME=DIR with --real")
     if args.max_images is not None and args.max_images < 4:
         raise InputError(None, "--max-images must be at least 4 (the classifier test needs pairs to split)")
     if args.classifier_steps < 1:
@@ -109,3 +159,99 @@ def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.
                        "raw − sim": metrics["noise_power"]["raw_minus_sim"]},
                       "spatial frequency / Nyquist", "residual noise power", log_y=True)
     plots.plot_panels(out.path("plots/panels.png"), sim, fake, raw)
+
+
+def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str, Path]:
+    named = {}
+    for value in values:
+        name, sep, folder = value.partition("=")
+        if not sep or not name or not folder:
+            raise InputError(None, f"{option} {value!r}: expected NAME=DIR")
+        if name in named:
+            raise InputError(None, f"{option}: the name {name!r} is given twice")
+        named[name] = Path(folder)
+    return named
+
+
+def evaluate_micrographs(args: argparse.Namespace) -> None:
+    if not 0 < args.holdout < 1:
+        raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
+    sets = {name: read_micrograph_set(folder) for name, folder in _named_folders(args.micrographs).items()}
+    first = next(iter(sets.values()))
+    for micrograph_set in sets.values():
+        if abs(micrograph_set.pixel_size - first.pixel_size) > 1e-3 * first.pixel_size:
+            raise InputError(micrograph_set.folder, f"pixel size {micrograph_set.pixel_size:.4g} Å differs from "
+                             f"{first.pixel_size:.4g} Å in {first.folder}")
+    real = [standardise(real_micrograph(path, first.pixel_size, args.holdout)[1]) for path in args.real]
+    config = MicrographScoreConfig(tile=args.tile, classifier_steps=args.classifier_steps,
+                                   classifier_repeats=args.classifier_repeats, seed=args.seed)
+    try:
+        real_tiles = grid_tiles(real, config.tile)
+    except ValueError as exc:
+        raise InputError(args.real[0], f"held-out strip too small: {exc}") from None
+    cleans = synthetic_scenes(args.scenes)[0] if args.scenes else None
+    metrics, images = {}, {}
+    for name, micrograph_set in sets.items():
+        outputs = [standardise(image) for image in micrograph_set.images]
+        set_cleans = None
+        if cleans is not None and micrograph_set.masks is not None:
+            set_cleans = [cleans[int(i)][: o.shape[0], : o.shape[1]] for i, o in zip(micrograph_set.indices, outputs)]
+        try:
+            metrics[name] = score_set(outputs, real_tiles, config, set_cleans, micrograph_set.masks)
+        except ValueError as exc:
+            raise InputError(micrograph_set.folder, str(exc)) from None
+        images[name] = outputs[0]
+        log.info("%s: RPSD L1 %.3f, classifier AUC %.3f ± %.3f%s", name, metrics[name]["rpsd_l1"],
+                 metrics[name]["classifier_auc"], metrics[name]["classifier_auc_std"],
+                 f", mask preservation {metrics[name]['mask_preservation']:.3f}"
+                 if "mask_preservation" in metrics[name] else "")
+    metrics["real"] = {"files": [str(p) for p in args.real], "holdout": args.holdout, "tiles": len(real_tiles),
+                       "noise_power": noise_power_spectrum(real_tiles).tolist()}
+    images["real (held out)"] = real[0]
+    with StagedOutputDir(args.out) as out:
+        out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        tiles = {name: grid_tiles([image], config.tile).numpy() for name, image in images.items()}
+        plots.plot_rpsd_curves(out.path("plots/rpsd.png"), tiles)
+        spectra = {name: values["noise_power"] for name, values in metrics.items()}
+        frequency = (np.arange(len(spectra["real"])) + 0.5) / len(spectra["real"])
+        plots.plot_curves(out.path("plots/noise_power.png"), frequency, spectra, "spatial frequency / Nyquist",
+                          "noise power |F|²", log_y=True)
+        plots.plot_micrographs(out.path("plots/micrographs.png"), images)
+    log.info("metrics in %s", args.out / "metrics.json")
+
+
+def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Micrographs, their particle centres (x, y) in pixels and the pixel size."""
+    micrograph_set = read_micrograph_set(folder)
+    if micrograph_set.coordinate_files is None:
+        raise InputError(folder, "picking needs coords_NNN.star beside every micrograph")
+    coordinates = [read_coordinate_star(path)[["rlnCoordinateX", "rlnCoordinateY"]].to_numpy(float)
+                   for path in micrograph_set.coordinate_files]
+    return micrograph_set.images, coordinates, micrograph_set.pixel_size
+
+
+def evaluate_picking(args: argparse.Namespace) -> None:
+    if not (args.picking_train and args.picking_test and args.particle_diameter):
+        raise InputError(None, "picking needs --picking-train NAME=DIR ..., --picking-test DIR and --particle-diameter")
+    test_images, test_xy, pixel_size = _labelled_micrographs(args.picking_test)
+    train_sets = {}
+    for name, folder in _named_folders(args.picking_train, "--picking-train").items():
+        images, xy, train_pixel = _labelled_micrographs(folder)
+        if abs(train_pixel - pixel_size) > 1e-3 * pixel_size:
+            raise InputError(folder, f"pixel size {train_pixel:.4g} Å differs from {pixel_size:.4g} Å of the test set")
+        train_sets[name] = (images, xy)
+    diameter_px = args.particle_diameter / pixel_size
+    # Topaz's recipe: a particle 10-30 px across after downsampling, positives within ~3 px of a centre.
+    downsample = max(1.0, diameter_px / 14)
+    config = PickerConfig(downsample=downsample, label_radius=max(downsample, 0.2 * diameter_px),
+                          steps=args.picking_steps, pretrained=args.picking_pretrained, seed=args.seed)
+    results = picking_experiment(train_sets, (test_images, test_xy), particle_radius=diameter_px / 2, config=config)
+    for name, values in results.items():
+        log.info("%s: average precision %.3f (%d of %d particles found)", name, values["average_precision"],
+                 values["n_matched"], values["n_true"])
+    report = {"results": results, "test": str(args.picking_test), "particle_diameter_a": args.particle_diameter,
+              "picker": {"downsample": downsample, "label_radius_px": config.label_radius, "steps": config.steps,
+                         "pretrained": config.pretrained, "seed": config.seed}}
+    with StagedOutputDir(args.out) as out:
+        out.path("picking.json").write_text(json.dumps(report, indent=2) + "\n")
+    log.info("picking results in %s", args.out / "picking.json")

@@ -1,21 +1,29 @@
-"""Unpaired translation of synthetic micrographs into real-looking ones (mask-guided PatchNCE GAN).
+"""Unpaired translation of synthetic micrographs into real-looking ones.
 
-The generator sees the clean synthetic micrograph and its particle mask and is trained against
-real micrograph tiles with a PatchGAN, a mask-guided contrastive (PatchNCE) term and the RPSD and
-pixel-distribution terms; CycleGAN's cycle and identity terms are options (--lambda-cycle 10
---lambda-identity 5), off by default because they made the generator return its input.
+Two learned methods, both conditioned on the scene's particles so they stay in place:
+  contrastive  generator on [clean micrograph, particle mask] trained against real tiles with a
+               PatchGAN, a mask-guided PatchNCE term and the RPSD and pixel-distribution terms;
+               CycleGAN's cycle and identity terms are options (--lambda-cycle 10
+               --lambda-identity 5), off by default because they made the generator return its input
+  diffusion    conditional DDPM trained on real tiles given their own low-pass; sampling starts
+               from noise, conditions on the synthetic micrograph's low-pass, keeps the particles'
+               low frequencies inside the masks, and takes --sampling-steps stochastic steps
 
 Actions:
-  train     learn synthetic -> real from `cryorefine scene` output (clean micrographs + masks) and
-            one or more real micrographs (a strip of each is held out for evaluation)
-  apply     translate every clean micrograph of a scene folder, tile-wise without seams
-  evaluate  RPSD L1, classifier AUC and mask preservation against held-out real tiles, beside
-            Gaussian and Poisson baselines; writes metrics.json and figures
+  train  learn synthetic -> real from `cryorefine scene` output (clean micrographs + masks) and
+         one or more real micrographs (the last --holdout of each one's columns is never used)
+  apply  turn every micrograph of a scene folder into translated_NNN.mrc (tile-wise, without
+         seams) beside copies of its coords_NNN.star and mask_NNN.mrc; with --baseline instead of
+         --model: gaussian or poisson noise, or real-background (the scene's particles on the
+         held-out strip of a real micrograph: synthetic particles on real ice and detector noise)
+
+Score the outputs with `cryorefine evaluate --micrographs NAME=DIR ... --real REAL.mrc`.
 
 Examples:
   cryorefine translate train --scenes scene --real real.mrc --out translator --steps 2000
-  cryorefine translate apply --model translator --scenes scene --out translated
-  cryorefine translate evaluate --model translator --scenes scene_heldout --real real.mrc --out eval
+  cryorefine translate train --method diffusion --scenes scene --real real.mrc --out ddpm --steps 3000
+  cryorefine translate apply --model translator --scenes scene_heldout --out translated
+  cryorefine translate apply --baseline gaussian --scenes scene_heldout --out gaussian
 """
 
 from __future__ import annotations
@@ -23,50 +31,63 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
-from cryorefine.io.atomic import StagedOutputDir, atomic_write_text
+from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import write_map
+from cryorefine.metrics.micrographs import read_image
+from cryorefine.scene.coordinates import read_coordinate_star, write_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
-from cryorefine.unpaired.evaluate import EvaluationConfig, evaluate_translation, plot_evaluation, translate_micrograph
-from cryorefine.unpaired.train import UnpairedConfig, load_translator, train_translator
+from cryorefine.unpaired.diffusion import DiffusionConfig, train_diffusion
+from cryorefine.unpaired.methods import BASELINES, noise_baseline, real_background, translate_micrograph
+from cryorefine.unpaired.store import METHODS, MODEL_FILE, load_translator, save_translator
+from cryorefine.unpaired.train import UnpairedConfig, train_translator
 
 log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    train = actions.add_parser("train", help="train the translator")
+    train = actions.add_parser("train", help="train a translator")
+    train.add_argument("--method", choices=METHODS, default="contrastive", help="(default contrastive)")
     train.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
     train.add_argument("--real", required=True, type=Path, nargs="+", help="real micrograph(s), MRC")
     train.add_argument("--out", required=True, type=Path, help="model folder")
     train.add_argument("--holdout", type=float, default=0.25, help="fraction of each real micrograph's columns held out")
-    train.add_argument("--steps", type=int, default=UnpairedConfig.steps)
-    train.add_argument("--batch-size", type=int, default=UnpairedConfig.batch_size)
+    train.add_argument("--steps", type=int, help="training steps (default 1000 contrastive, 1500 diffusion)")
+    train.add_argument("--batch-size", type=int, help="tiles per step (default 8 contrastive, 16 diffusion)")
     train.add_argument("--tile", type=int, default=UnpairedConfig.tile, help="training tile size in pixels")
     train.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
     train.add_argument("--depth", type=int, default=ModelConfig.depth)
-    train.add_argument("--lambda-nce", type=float, default=UnpairedConfig.lambda_nce)
+    train.add_argument("--lambda-nce", type=float, default=UnpairedConfig.lambda_nce, help="contrastive")
     train.add_argument("--lambda-cycle", type=float, default=UnpairedConfig.lambda_cycle,
-                       help="cycle-consistency weight; 0 drops the cycle (contrastive-only, CUT-like)")
-    train.add_argument("--lambda-identity", type=float, default=UnpairedConfig.lambda_identity)
+                       help="contrastive: cycle-consistency weight; 0 drops the cycle (CUT-like)")
+    train.add_argument("--lambda-identity", type=float, default=UnpairedConfig.lambda_identity, help="contrastive")
+    train.add_argument("--condition-sigma", type=float, default=DiffusionConfig.condition_sigma, metavar="PX",
+                       help="diffusion: low-pass of the structure condition (default %(default)s px)")
+    train.add_argument("--sampling-steps", type=int, default=DiffusionConfig.sampling_steps,
+                       help="diffusion: stochastic sampling steps used by apply (default %(default)s)")
+    train.add_argument("--guidance", type=float, default=DiffusionConfig.guidance,
+                       help="diffusion: weight of the in-mask low-frequency guidance, 0..1 (default %(default)s)")
     train.add_argument("--seed", type=int, default=0)
-    for action in (actions.add_parser("apply", help="translate a scene folder"),
-                   actions.add_parser("evaluate", help="score against held-out real tiles")):
-        action.add_argument("--model", required=True, type=Path, help="model folder from translate train")
-        action.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
-        action.add_argument("--out", required=True, type=Path, help="output folder")
-        action.add_argument("--tile", type=int, default=256, help="window size for tile-wise application")
-        action.add_argument("--margin", type=int, default=32, help="context margin discarded per window side")
-        action.add_argument("--seed", type=int, default=0)
-        if action.prog.endswith("evaluate"):
-            action.add_argument("--real", required=True, type=Path, help="the real micrograph used in training")
-            action.add_argument("--holdout", type=float, default=0.25, help="as in training")
-            action.add_argument("--classifier-steps", type=int, default=300)
+
+    apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it")
+    source = apply.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="model folder from translate train")
+    source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")
+    apply.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
+    apply.add_argument("--out", required=True, type=Path, help="output folder")
+    apply.add_argument("--real", type=Path, help="real-background: the real micrograph")
+    apply.add_argument("--holdout", type=float, default=0.25,
+                       help="real-background: the held-out fraction used in training (its strip is the background)")
+    apply.add_argument("--tile", type=int, default=256, help="window size for tile-wise application")
+    apply.add_argument("--margin", type=int, default=32, help="context margin discarded per window side")
+    apply.add_argument("--seed", type=int, default=0)
 
 
 def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -76,47 +97,65 @@ def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[l
     return [p[0] for p in parts], [p[1] for p in parts]
 
 
-def _model_file(model_dir: Path) -> Path:
-    path = model_dir / "translator.pt"
-    if not path.exists():
-        raise InputError(model_dir, "no translator.pt (run cryorefine translate train)")
-    return path
-
-
 def _dose_per_pixel(scene_dir: Path) -> float:
-    description = json.loads((scene_dir / "scene.json").read_text())
-    config = description["config"]
+    config = json.loads((scene_dir / "scene.json").read_text())["config"]
     if not config.get("dose_per_a2"):
         raise InputError(scene_dir, "scene built without a dose (--dose 0): no counts scale for the baselines")
     return float(config["dose_per_a2"]) * float(config["pixel_size"]) ** 2
 
 
-def main(args: argparse.Namespace) -> None:
-    cleans, masks, pixel_size = synthetic_scenes(args.scenes)
-    if args.action == "train":
-        real, _ = _real_parts(args.real, pixel_size, args.holdout)
-        config = UnpairedConfig(model=ModelConfig(base_channels=args.base_channels, depth=args.depth),
-                                steps=args.steps, batch_size=args.batch_size, tile=args.tile,
+def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+    real, _ = _real_parts(args.real, pixel_size, args.holdout)
+    model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
+    if args.method == "diffusion":
+        config = DiffusionConfig(model=model, steps=args.steps or DiffusionConfig.steps,
+                                 batch_size=args.batch_size or DiffusionConfig.batch_size, tile=args.tile,
+                                 condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
+                                 guidance=args.guidance, seed=args.seed)
+        translator, rows = train_diffusion(cleans, real, config)
+    else:
+        config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
+                                batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
                                 lambda_nce=args.lambda_nce, lambda_cycle=args.lambda_cycle,
                                 lambda_identity=args.lambda_identity, seed=args.seed)
-        with StagedOutputDir(args.out) as staged:
-            train_translator(cleans, masks, real, config, staged.stage)
-        return
-    translator = load_translator(_model_file(args.model))
-    if args.action == "apply":
-        with StagedOutputDir(args.out) as staged:
-            for index, (clean, mask) in enumerate(zip(cleans, masks)):
-                output = translate_micrograph(translator, clean, mask, args.tile, args.margin, args.seed + index)
-                write_map(staged.path(f"translated_{index:03d}.mrc"), translator.real.inverse(output), pixel_size)
-        log.info("translated %d micrographs into %s", len(cleans), args.out)
-        return
-    _, heldout = _real_parts([args.real], pixel_size, args.holdout)
-    config = EvaluationConfig(classifier_steps=args.classifier_steps, apply_tile=args.tile,
-                              apply_margin=args.margin, seed=args.seed, tile=translator.config.tile)
-    metrics, images = evaluate_translation(translator, cleans[0], masks[0], heldout[0], _dose_per_pixel(args.scenes),
-                                           config)
+        translator, rows = train_translator(cleans, masks, real, config)
     with StagedOutputDir(args.out) as staged:
-        atomic_write_text(staged.path("metrics.json"), json.dumps(metrics, indent=2) + "\n")
-        plot_evaluation(staged.stage, images, config.tile, config.seed)
-    for name, values in metrics.items():
-        log.info("%s: %s", name, ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+        save_translator(translator, staged.stage, rows)
+    log.info("%s translator trained in %s", args.method, args.out)
+
+
+def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+    if args.baseline == "real-background" and args.real is None:
+        raise InputError(None, "--baseline real-background needs --real (the real micrograph whose held-out strip is used)")
+    translator = None
+    if args.model is not None:
+        if not (args.model / MODEL_FILE).exists():
+            raise InputError(args.model, f"no {MODEL_FILE} (run cryorefine translate train)")
+        translator = load_translator(args.model / MODEL_FILE)
+    dose = None if translator is not None else _dose_per_pixel(args.scenes)
+    background = _real_parts([args.real], pixel_size, args.holdout)[1][0] if args.baseline == "real-background" else None
+    with StagedOutputDir(args.out) as staged:
+        for index, (clean, mask) in enumerate(zip(cleans, masks)):
+            name = f"{index:03d}"
+            coordinates = args.scenes / f"coords_{name}.star"
+            if translator is not None:
+                image = translate_micrograph(translator, clean, mask, args.tile, args.margin, args.seed + index)
+            elif background is None:
+                image = noise_baseline(args.baseline, clean, dose, args.seed + index)
+            else:
+                labels = read_image(args.scenes / f"mask_{name}.mrc")[0]
+                table = read_coordinate_star(coordinates)
+                image, cropped, kept = real_background(clean, labels, table, background, dose)
+                write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
+                write_map(staged.path(f"mask_{name}.mrc"), cropped, pixel_size)
+                write_coordinate_star(staged.path(f"coords_{name}.star"), kept)
+                continue
+            write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
+            for copied in (coordinates, args.scenes / f"mask_{name}.mrc"):
+                shutil.copyfile(copied, staged.path(copied.name))
+    log.info("wrote %d micrographs (%s) to %s", len(cleans), args.baseline or f"model {args.model}", args.out)
+
+
+def main(args: argparse.Namespace) -> None:
+    cleans, masks, pixel_size = synthetic_scenes(args.scenes)
+    (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size)

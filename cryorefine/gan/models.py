@@ -16,7 +16,7 @@ from torch import nn
 from cryorefine.gan.config import ModelConfig
 
 
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     # Reflect padding: zero padding would put a frame of artificial edges into every spectrum.
     return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="reflect")
 
@@ -36,8 +36,8 @@ class NoiseInjection(nn.Module):
 class ConvBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.conv1 = _conv3x3(in_channels, out_channels)
-        self.conv2 = _conv3x3(out_channels, out_channels)
+        self.conv1 = conv3x3(in_channels, out_channels)
+        self.conv2 = conv3x3(out_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.leaky_relu(self.conv1(x), 0.2)
@@ -61,7 +61,7 @@ class Generator(nn.Module):
         widths = channel_widths(config)
         self.stem = ConvBlock(1 + config.noise_channels, widths[0])
         self.down = nn.ModuleList(ConvBlock(widths[i], widths[i + 1]) for i in range(config.depth))
-        self.up_conv = nn.ModuleList(_conv3x3(widths[i + 1], widths[i]) for i in range(config.depth))
+        self.up_conv = nn.ModuleList(conv3x3(widths[i + 1], widths[i]) for i in range(config.depth))
         self.up_block = nn.ModuleList(ConvBlock(2 * widths[i], widths[i]) for i in range(config.depth))
         self.noise_bottom = NoiseInjection(widths[-1], config.noise_init_scale)
         self.noise_up = nn.ModuleList(NoiseInjection(widths[i], config.noise_init_scale) for i in range(config.depth))

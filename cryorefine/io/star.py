@@ -79,7 +79,7 @@ class ParticleParameters:
         return ParticleParameters(**{k: v[index] for k, v in self.__dict__.items()})
 
 
-def _read_tables(path: Path) -> dict[str, pd.DataFrame]:
+def read_star_tables(path: Path) -> dict[str, pd.DataFrame]:
     import starfile
 
     if not path.exists():
@@ -107,7 +107,7 @@ def _version_comment(path: Path) -> str | None:
 def read_particle_star(path: str | os.PathLike) -> ParticleStar:
     """Read any RELION particle STAR file into the 3.1 layout, checking what is needed."""
     path = Path(path)
-    tables = _read_tables(path)
+    tables = read_star_tables(path)
     for name, table in tables.items():
         _check_table_layout(path, name or "data", table)
         _convert_numeric_columns(path, name or "data", table)

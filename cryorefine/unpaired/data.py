@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 
 from cryorefine.errors import InputError
-from cryorefine.io.mrc import read_stack
+from cryorefine.metrics.micrographs import read_image
 from cryorefine.physics.imaging import fourier_resize
 
 
@@ -36,16 +35,6 @@ class Standardiser:
     def fit(cls, images: list[np.ndarray]) -> "Standardiser":
         values = np.concatenate([np.asarray(i, dtype=np.float64).ravel() for i in images])
         return cls(float(values.mean()), float(max(values.std(), 1e-12)))
-
-
-def read_image(path: Path) -> tuple[np.ndarray, float]:
-    """A 2D image (y, x) as float32 and its pixel size."""
-    image = read_stack(path)
-    if image.shape[0] != 1:
-        raise InputError(path, f"expected one 2D micrograph, got a stack of {image.shape[0]}")
-    with mrcfile.open(path, permissive=True, header_only=True) as handle:
-        pixel = float(handle.voxel_size.x)
-    return image[0], pixel
 
 
 def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:

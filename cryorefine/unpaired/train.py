@@ -12,13 +12,10 @@ The RPSD and W1 terms compare batch statistics, so they need no pairing.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,7 +23,6 @@ import torch
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
-from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.model import MaskConditionedGenerator, PatchProjector, UnconditionalDiscriminator
@@ -79,8 +75,8 @@ def _networks(config: UnpairedConfig):
 
 
 def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
-                     config: UnpairedConfig, out_dir: Path | None = None) -> Translator:
-    """Train on standardised random tiles; write log.csv and model.pt to out_dir when given."""
+                     config: UnpairedConfig) -> tuple[Translator, list[dict]]:
+    """Train on standardised random tiles; returns the translator and the loss log rows."""
     synthetic_scale, real_scale = Standardiser.fit(synthetic), Standardiser.fit(real)
     a_images = [synthetic_scale.forward(i) for i in synthetic]
     b_images = [real_scale.forward(i) for i in real]
@@ -127,29 +123,4 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
                    "discriminator": d_loss.item(), "seconds": round(time.time() - started, 1)}
             rows.append(row)
             log.info("step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in row.items() if k != "step"))
-    translator = Translator(g_ab.eval(), synthetic_scale, real_scale, config)
-    if out_dir is not None:
-        save_translator(translator, out_dir, rows)
-    return translator
-
-
-def save_translator(translator: Translator, out_dir: Path, rows: list[dict]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"config": asdict(translator.config), "generator": translator.generator.state_dict(),
-             "synthetic": asdict(translator.synthetic), "real": asdict(translator.real)}
-    with atomic_path(out_dir / "translator.pt") as tmp:
-        torch.save(state, tmp)
-    atomic_write_text(out_dir / "config.json", json.dumps(state["config"], indent=2) + "\n")
-    with atomic_path(out_dir / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def load_translator(path: Path) -> Translator:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    values = dict(state["config"])
-    config = UnpairedConfig(**{**values, "model": ModelConfig(**values["model"])})
-    generator = MaskConditionedGenerator(config.model)
-    generator.load_state_dict(state["generator"])
-    return Translator(generator.eval(), Standardiser(**state["synthetic"]), Standardiser(**state["real"]), config)
+    return Translator(g_ab.eval(), synthetic_scale, real_scale, config), rows

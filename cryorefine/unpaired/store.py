@@ -1,0 +1,61 @@
+"""One model file for either translator: `translator.pt` records its method, settings and weights.
+
+Loaded with `weights_only=True` (no pickled code runs), like the paired GAN's checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from cryorefine.gan.config import ModelConfig
+from cryorefine.io.atomic import atomic_path, atomic_write_text
+from cryorefine.unpaired.data import Standardiser
+from cryorefine.unpaired.diffusion import Denoiser, DiffusionConfig, DiffusionTranslator
+from cryorefine.unpaired.model import MaskConditionedGenerator
+from cryorefine.unpaired.train import Translator, UnpairedConfig
+
+MODEL_FILE = "translator.pt"
+METHODS = ("contrastive", "diffusion")
+
+AnyTranslator = Translator | DiffusionTranslator
+
+
+def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) -> None:
+    """translator.pt, config.json and log.csv (the loss rows), each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {"config": asdict(translator.config), "synthetic": asdict(translator.synthetic),
+             "real": asdict(translator.real)}
+    if isinstance(translator, DiffusionTranslator):
+        state.update(method="diffusion", network=translator.denoiser.state_dict(),
+                     condition_std={"synthetic": translator.synthetic_condition_std,
+                                    "real": translator.real_condition_std})
+    else:
+        state.update(method="contrastive", network=translator.generator.state_dict())
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        torch.save(state, tmp)
+    atomic_write_text(out_dir / "config.json", json.dumps({"method": state["method"], **state["config"]}, indent=2) + "\n")
+    with atomic_path(out_dir / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def load_translator(path: Path) -> AnyTranslator:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    values = dict(state["config"])
+    model = ModelConfig(**values.pop("model"))
+    synthetic, real = Standardiser(**state["synthetic"]), Standardiser(**state["real"])
+    if state["method"] == "diffusion":
+        config = DiffusionConfig(model=model, **values)
+        denoiser = Denoiser(model, config.timesteps)
+        denoiser.load_state_dict(state["network"])
+        scales = state["condition_std"]
+        return DiffusionTranslator(denoiser.eval(), synthetic, real, scales["synthetic"], scales["real"], config)
+    generator = MaskConditionedGenerator(model)
+    generator.load_state_dict(state["network"])
+    return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **values))

@@ -1,0 +1,162 @@
+"""The diffusion translator's parts, the micrograph baselines and the micrograph metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import ndimage
+
+from conftest import run_cli
+from cryorefine.gan.config import ModelConfig
+from cryorefine.metrics.micrographs import grid_tiles, noise_power_spectrum
+from cryorefine.unpaired.data import Standardiser
+from cryorefine.unpaired.diffusion import (
+    Denoiser,
+    DiffusionConfig,
+    DiffusionTranslator,
+    cosine_alpha_bar,
+    gaussian_low_pass,
+    train_diffusion,
+)
+from cryorefine.unpaired.methods import noise_baseline, real_background
+from cryorefine.unpaired.store import load_translator, save_translator
+
+TINY = ModelConfig(base_channels=4, depth=2)
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact ε-predictor for white Gaussian data of variance `variance` (condition ignored)."""
+
+    def __init__(self, variance: float, timesteps: int):
+        super().__init__()
+        self.variance, self.alpha_bar = variance, cosine_alpha_bar(timesteps)
+
+    def forward(self, noisy, condition, t):
+        a = self.alpha_bar[t].view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * noisy / (a * self.variance + 1 - a)
+
+
+def _translator(denoiser, config: DiffusionConfig) -> DiffusionTranslator:
+    unit = Standardiser(0.0, 1.0)
+    return DiffusionTranslator(denoiser, unit, unit, 1.0, 1.0, config)
+
+
+def test_schedule_runs_from_clean_to_pure_noise():
+    alpha_bar = cosine_alpha_bar(1000)
+    assert alpha_bar[0] == 1.0 and alpha_bar[-1] < 1e-4
+    assert (alpha_bar[1:] <= alpha_bar[:-1]).all()
+
+
+def test_low_pass_matches_scipy_and_keeps_the_mean():
+    image = torch.randn(1, 1, 48, 40, generator=torch.Generator().manual_seed(0))
+    ours = gaussian_low_pass(image, 2.0)[0, 0].numpy()
+    reference = ndimage.gaussian_filter(image[0, 0].numpy().astype(np.float64), 2.0, mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("variance", [2.25, 0.25])
+@pytest.mark.parametrize("steps", [16, 64])
+def test_sampler_with_the_exact_denoiser_draws_the_data_distribution(steps, variance):
+    """A few stochastic steps with the exact ε-predictor give samples of the data variance, white."""
+    config = DiffusionConfig(sampling_steps=steps, guidance=0.0)
+    translator = _translator(GaussianOracle(variance, config.timesteps), config)
+    zeros = torch.zeros(4, 1, 64, 64)
+    samples = translator.translate(zeros, zeros, torch.Generator().manual_seed(1))
+    assert samples.var().item() == pytest.approx(variance, rel=0.12)
+    power = noise_power_spectrum(samples[:, 0])
+    assert power[2:].std() / power[2:].mean() < 0.15  # flat: white, like the data
+
+
+def test_sampling_is_stochastic_and_reproducible_with_a_seed():
+    config = DiffusionConfig(model=TINY, sampling_steps=3)
+    torch.manual_seed(0)
+    translator = _translator(Denoiser(TINY, config.timesteps).eval(), config)
+    image, mask = torch.randn(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    first = translator.translate(image, mask, torch.Generator().manual_seed(5))
+    again = translator.translate(image, mask, torch.Generator().manual_seed(5))
+    other = translator.translate(image, mask, torch.Generator().manual_seed(6))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+
+
+def test_mask_guidance_puts_the_structure_inside_the_mask():
+    """With guidance the output's low-pass inside the mask follows the synthetic structure; without, it doesn't."""
+    generator = torch.Generator().manual_seed(0)
+    image = gaussian_low_pass(torch.randn(2, 1, 64, 64, generator=generator), 3.0)
+    image = image / image.std()
+    mask = torch.zeros_like(image)
+    mask[..., 16:48, 16:48] = 1
+    core = (slice(None), slice(None), slice(20, 44), slice(20, 44))  # inside the mask, away from its edge
+    torch.manual_seed(0)
+    denoiser = Denoiser(TINY, 1000).eval()
+    correlations = {}
+    for guidance in (0.0, 1.0):
+        config = DiffusionConfig(model=TINY, sampling_steps=4, guidance=guidance)
+        translator = _translator(denoiser, config)
+        output = translator.translate(image, mask, torch.Generator().manual_seed(1))
+        low = gaussian_low_pass(output, config.condition_sigma)[core].flatten()
+        target = gaussian_low_pass(image, config.condition_sigma)[core].flatten()
+        correlations[guidance] = float(torch.corrcoef(torch.stack([low, target]))[0, 1])
+    assert correlations[1.0] > 0.9 and correlations[0.0] < 0.5
+
+
+def test_training_lowers_the_denoising_error_and_the_model_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    # Smooth real images: the low-pass condition nearly fixes them, so a model that learns to use it
+    # predicts the noise well; one that does not stays near the prior's error of 1.
+    real = [ndimage.gaussian_filter(rng.normal(size=(96, 96)), 3.0).astype(np.float32) for _ in range(2)]
+    synthetic = [rng.normal(size=(96, 96)).astype(np.float32)]
+    config = DiffusionConfig(model=TINY, steps=150, batch_size=8, tile=32, log_every=25, sampling_steps=3)
+    translator, rows = train_diffusion(synthetic, real, config)
+    assert rows[-1]["denoising_mse"] < 0.5 * rows[0]["denoising_mse"]
+    save_translator(translator, tmp_path, rows)
+    loaded = load_translator(tmp_path / "translator.pt")
+    image, mask = torch.randn(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
+    expected = translator.translate(image, mask, torch.Generator().manual_seed(2))
+    assert torch.equal(loaded.translate(image, mask, torch.Generator().manual_seed(2)), expected)
+    assert loaded.real_condition_std == translator.real_condition_std
+
+
+def test_noise_baselines_have_the_dose_statistics():
+    clean = np.full((256, 256), 160.0, dtype=np.float32)
+    gaussian = noise_baseline("gaussian", clean, 160.0, seed=0)
+    poisson = noise_baseline("poisson", clean, 160.0, seed=0)
+    assert gaussian.mean() == pytest.approx(160, abs=0.2) and gaussian.var() == pytest.approx(160, rel=0.03)
+    assert poisson.mean() == pytest.approx(160, abs=0.2) and poisson.var() == pytest.approx(160, rel=0.03)
+    assert np.allclose(poisson, np.round(poisson))  # counts
+
+
+def test_real_background_crops_drops_outside_particles_and_relabels_the_mask():
+    clean = np.full((100, 100), 40.0, dtype=np.float32)
+    clean[10:14, 10:14] = 20.0  # particle 1: half the counts
+    mask = np.zeros((100, 100), dtype=np.float32)
+    mask[10:14, 10:14], mask[80:84, 80:84], mask[20:24, 30:34] = 1, 2, 3
+    table = pd.DataFrame({"rlnCoordinateX": [12.0, 82.0, 32.0], "rlnCoordinateY": [12.0, 82.0, 22.0]})
+    background = np.full((60, 50), 1000.0, dtype=np.float32)
+    image, cropped, kept = real_background(clean, mask, table, background, 40.0)
+    assert image.shape == cropped.shape == (60, 50)
+    assert image[11, 11] == 500.0 and image[50, 5] == 1000.0
+    assert list(kept["rlnCoordinateX"]) == [12.0, 32.0]
+    assert set(np.unique(cropped)) == {0.0, 1.0, 2.0} and cropped[21, 31] == 2.0
+
+
+def test_grid_tiles_do_not_overlap_and_noise_power_is_the_variance():
+    image = np.arange(100 * 70, dtype=np.float32).reshape(100, 70)
+    tiles = grid_tiles([image], 32)
+    assert tiles.shape == (3 * 2, 32, 32)
+    assert len(set(tiles[:, 0, 0].tolist())) == 6
+    noise = torch.randn(64, 32, 32, generator=torch.Generator().manual_seed(0)) * 3
+    power = noise_power_spectrum(noise)
+    assert power[1:].mean() == pytest.approx(9.0, rel=0.05)
+    assert math.isclose(power.size, 16)
+
+
+def test_evaluate_micrographs_bad_name_is_a_one_line_error(tmp_path):
+    result = run_cli("evaluate", "--micrographs", "nofolder", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
+    assert result.returncode == 2 and "NAME=DIR" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("evaluate", "--micrographs", f"a={tmp_path}", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
+    assert result.returncode == 2 and "no translated_NNN.mrc" in result.stderr
+    assert not (tmp_path / "e").exists()
