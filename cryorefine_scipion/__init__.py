@@ -1,4 +1,4 @@
-"""Scipion 3 plugin for cryorefine: simulate paired particles, train, refine.
+"""Scipion 3 plugin for cryorefine: simulate paired particles, train, refine; build and translate synthetic micrographs.
 
 The plugin is a launcher. Its protocols convert Scipion objects to STAR + MRC
 files, run the `cryorefine` command line and register what it writes; nothing

@@ -1,4 +1,4 @@
-"""Scipion particles <-> RELION 3.1 particle STAR files, with exact pose conversion.
+"""Scipion particles <-> RELION 3.1 particle STAR files, with exact pose conversion; scene folders -> Scipion.
 
 Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
 - RELION Euler angles (rot, tilt, psi), degrees, ZYZ: A = Rz(psi)·Ry(tilt)·Rz(rot).
@@ -8,20 +8,40 @@ Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
 - CTF: both keep defocus U/V in Å and the angle of the U axis from the X axis;
   Scipion standardises to defocusU >= defocusV and 0 <= angle < 180.
 
-Only Scipion's own stack (numpy, emtable, pwem) is used here.
+Only Scipion's own stack (numpy, mrcfile, emtable, pwem) is used here.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
+import mrcfile
 import numpy as np
 from emtable import Table
 import pyworkflow.object as pwobj
-from pwem.objects import Acquisition, CTFModel, Particle, SetOfParticles, Transform
+from pwem.objects import (
+    Acquisition,
+    Coordinate,
+    CTFModel,
+    Micrograph,
+    Particle,
+    SetOfCoordinates,
+    SetOfCTF,
+    SetOfMicrographs,
+    SetOfParticles,
+    Transform,
+)
 
-from cryorefine_scipion.constants import SIM_CORRELATION_ATTR, SIM_CORRELATION_LABEL, SOURCE_ID_LABEL
+from cryorefine_scipion.constants import (
+    SCENE_COORDINATES,
+    SCENE_DESCRIPTION,
+    SIM_CORRELATION_ATTR,
+    SIM_CORRELATION_LABEL,
+    SOURCE_ID_LABEL,
+    SPECIES_ATTR,
+)
 
 MRC_EXTENSIONS = (".mrc", ".mrcs", ".st", ".map")
 # Per-particle attributes the RELION import keeps as `_rln<Label>` and that the engine uses.
@@ -236,3 +256,100 @@ def particle_from_row(row, star: StarParticles, acquisition: Acquisition) -> Par
     particle.setAcquisition(particle_acquisition)
     _set_correlation(particle, row)
     return particle
+
+
+# ---------------------------------------------------------------- scenes
+
+
+def map_with_sampling(path: str, sampling: float, copy_path: str) -> str:
+    """`path` when its MRC header says `sampling` Å/px, else a copy at `copy_path` whose header does.
+
+    `cryorefine scene` takes a map's pixel size from its header; Scipion's value is the one the user set.
+    """
+    with mrcfile.open(path, permissive=True, header_only=True) as handle:
+        header_sampling = float(handle.voxel_size.x)
+    if abs(header_sampling - sampling) <= 1e-3 * sampling:
+        return path
+    with mrcfile.open(path, permissive=True) as source, mrcfile.new(copy_path, overwrite=True) as copy:
+        copy.set_data(np.asarray(source.data).copy())
+        copy.voxel_size = sampling
+    return copy_path
+
+
+@dataclass(frozen=True)
+class SceneMicrograph:
+    """One micrograph of a scene and the defocus it was simulated with (Å, degrees)."""
+
+    index: int
+    defocus_u: float
+    defocus_v: float
+    defocus_angle: float
+
+
+@dataclass(frozen=True)
+class Scene:
+    """What the plugin needs from a `cryorefine scene` folder (its scene.json)."""
+
+    path: str
+    size: int
+    pixel_size: float
+    voltage: float
+    spherical_aberration: float
+    amplitude_contrast: float
+    largest_species_box: int
+    micrographs: list[SceneMicrograph]
+
+    def file(self, template: str, index: int) -> str:
+        return os.path.join(self.path, template.format(index))
+
+
+def read_scene(folder: str) -> Scene:
+    with open(os.path.join(folder, SCENE_DESCRIPTION)) as handle:
+        description = json.load(handle)
+    config, optics = description["config"], description["config"]["optics"]
+    micrographs = [SceneMicrograph(index, float(m["defocus"]["u_a"]), float(m["defocus"]["v_a"]),
+                                   float(m["defocus"]["angle_deg"]))
+                   for index, m in enumerate(description["micrographs"])]
+    return Scene(folder, int(config["size"]), float(config["pixel_size"]), float(optics["voltage_kv"]),
+                 float(optics["cs_mm"]), float(optics["amplitude_contrast"]),
+                 max(int(species["box"]) for species in description["species"]), micrographs)
+
+
+def scene_acquisition(scene: Scene) -> Acquisition:
+    return Acquisition(voltage=scene.voltage, sphericalAberration=scene.spherical_aberration,
+                       amplitudeContrast=scene.amplitude_contrast, magnification=10000)
+
+
+def fill_scene_micrographs(micrographs: SetOfMicrographs, scene: Scene, folder: str, template: str) -> None:
+    """One micrograph per scene micrograph, in scene order: the file `template` names in `folder`
+    (e.g. clean_{:03d}.mrc in the scene folder, translated_{:03d}.mrc where a translation wrote them)."""
+    micrographs.setAcquisition(scene_acquisition(scene))
+    micrographs.setSamplingRate(scene.pixel_size)
+    for entry in scene.micrographs:
+        filename = os.path.relpath(os.path.join(folder, template.format(entry.index)))
+        micrograph = Micrograph(location=filename)
+        micrograph.setMicName(os.path.basename(filename))
+        micrographs.append(micrograph)
+
+
+def fill_scene_coordinates(coordinates: SetOfCoordinates, scene: Scene) -> None:
+    """The scene's particle centres (rounded to pixels) on the micrographs of `coordinates`,
+    which must be the scene's micrographs in scene order; each keeps its species name."""
+    micrographs = coordinates.getMicrographs()
+    for entry, micrograph in zip(scene.micrographs, micrographs.iterItems(orderBy="id")):
+        for row in Table(fileName=scene.file(SCENE_COORDINATES, entry.index)):
+            coordinate = Coordinate()
+            coordinate.setMicrograph(micrograph)
+            coordinate.setPosition(int(round(float(row.rlnCoordinateX))), int(round(float(row.rlnCoordinateY))))
+            setattr(coordinate, SPECIES_ATTR, pwobj.String(str(row.rlnCryorefineSpecies)))
+            coordinates.append(coordinate)
+
+
+def fill_scene_ctfs(ctfs: SetOfCTF, scene: Scene, micrographs: SetOfMicrographs) -> None:
+    """The defocus each scene micrograph was simulated with, exactly, on the micrographs in scene order."""
+    ctfs.setMicrographs(micrographs)
+    for entry, micrograph in zip(scene.micrographs, micrographs.iterItems(orderBy="id")):
+        ctf = CTFModel()
+        ctf.setStandardDefocus(entry.defocus_u, entry.defocus_v, entry.defocus_angle)
+        ctf.setMicrograph(micrograph.clone())
+        ctfs.append(ctf)

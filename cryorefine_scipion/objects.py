@@ -40,3 +40,16 @@ class CryorefineModel(CryorefineDirectory):
 
     def getPlot(self, name: str) -> str:
         return self.getPath("plots", name)
+
+
+class CryorefineScene(CryorefineDirectory):
+    """Synthetic micrographs `cryorefine scene` wrote (micrographs, clean images, masks, ice,
+    coordinates, scene.json). The box size is the micrographs'; the particle box is the one the
+    scene's coordinates were registered with, so a translation can register them the same way."""
+
+    def __init__(self, particleBox=None, **kwargs):
+        CryorefineDirectory.__init__(self, **kwargs)
+        self._particleBox = pwobj.Integer(particleBox)
+
+    def getParticleBox(self) -> int:
+        return self._particleBox.get()

@@ -23,6 +23,8 @@ class RelionVersion(enum.Enum):
 
 
 class NodeKind(enum.Enum):
+    MICROGRAPHS = "micrographs"
+    COORDINATES = "coordinates"
     PARTICLES = "particles"
     MAP = "map"
     MASK = "mask"
@@ -30,13 +32,18 @@ class NodeKind(enum.Enum):
 
 # RELION 3.1 integer node types and the 4.0 / 5.0 labels (src/pipeline_jobs.h of each version).
 _NODE_TYPES: dict[RelionVersion, dict[NodeKind, str]] = {
-    RelionVersion.V3_1: {NodeKind.PARTICLES: "3", NodeKind.MAP: "6", NodeKind.MASK: "7"},
+    RelionVersion.V3_1: {NodeKind.MICROGRAPHS: "1", NodeKind.COORDINATES: "2", NodeKind.PARTICLES: "3",
+                         NodeKind.MAP: "6", NodeKind.MASK: "7"},
     RelionVersion.V4_0: {
+        NodeKind.MICROGRAPHS: "MicrographsData.star.relion",
+        NodeKind.COORDINATES: "MicrographsCoords.star.relion",
         NodeKind.PARTICLES: "ParticlesData.star.relion",
         NodeKind.MAP: "DensityMap.mrc",
         NodeKind.MASK: "Mask3D.mrc",
     },
     RelionVersion.V5_0: {
+        NodeKind.MICROGRAPHS: "MicrographGroupMetadata.star.relion",
+        NodeKind.COORDINATES: "MicrographCoordsGroup.star.relion",
         NodeKind.PARTICLES: "ParticleGroupMetadata.star.relion",
         NodeKind.MAP: "DensityMap.mrc",
         NodeKind.MASK: "Mask3D.mrc",

@@ -3,10 +3,13 @@
 RELION (3.1, 4.0, 5.0) runs, from the project directory:
 
     <executable> --o External/jobNNN/ --in_parts run_data.star --in_3dref map.mrc [--in_mask mask.mrc]
-                 [--<label> <value>]... --j THREADS [--pipeline_control External/jobNNN/]
+                 [--in_mics micrographs.star] [--<label> <value>]... --j THREADS
+                 [--pipeline_control External/jobNNN/]
 
 `--mode` picks the steps: simulate, train, refine, generate, or all (simulate, train, refine, and
-generate when `--n` is given). Each step calls the `cryorefine` command line in a child process;
+generate when `--n` is given) for particles; scene (synthetic micrographs from `--species`) or
+translate (train on a scene job's micrographs and the real `--in_mics`, then translate the scene)
+for micrographs. Each step calls the `cryorefine` command line in a child process;
 its log goes to run.out, a one-line reason for a failure to run.err. The job always ends with
 RELION_OUTPUT_NODES.star and then exactly one of RELION_JOB_EXIT_SUCCESS / _FAILURE / _ABORTED,
 and stops within about a second when RELION's Abort button creates RELION_JOB_ABORT_NOW.
@@ -25,9 +28,19 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
+from cryorefine.errors import InputError
+from relion_external.micrographs import (
+    SCENE_DESCRIPTION,
+    SCENE_MICROGRAPH,
+    TRANSLATED_MICROGRAPH,
+    micrograph_nodes,
+    read_micrograph_names,
+    write_micrograph_nodes,
+)
 from relion_external.nodes import (
     NodeKind,
     OutputNode,
@@ -44,7 +57,8 @@ ABORT_REQUEST = "RELION_JOB_ABORT_NOW"
 ABORT_POLL_SECONDS = 0.5
 TERMINATE_GRACE_SECONDS = 10.0
 PROGRESS_INTERVAL_SECONDS = 5
-MODES = ("simulate", "train", "refine", "generate", "all")
+MODES = ("simulate", "train", "refine", "generate", "all", "scene", "translate")
+TRANSLATE_METHODS = ("contrastive", "diffusion")  # the first is the engine's default
 
 
 class JobFailure(Exception):
@@ -67,16 +81,27 @@ class EngineParameter:
 
 
 ENGINE_PARAMETERS = (
-    EngineParameter("steps", "--steps", ("train",), int, "training steps"),
-    EngineParameter("batch_size", "--batch-size", ("train",), int, "training batch size"),
-    EngineParameter("device", "--device", ("simulate", "train", "apply", "generate"), str, "cpu, cuda or cuda:N"),
+    EngineParameter("steps", "--steps", ("train", "translate train"), int, "training steps"),
+    EngineParameter("batch_size", "--batch-size", ("train", "translate train"), int, "training batch size"),
+    EngineParameter("device", "--device", ("simulate", "train", "apply", "generate", "scene"), str,
+                    "cpu, cuda or cuda:N"),
     EngineParameter("box", "--box", ("simulate",), int, "box size of the simulated pairs (px)"),
-    EngineParameter("pixel_size", "--pixel-size", ("simulate",), float, "pixel size of the pairs (Å)"),
+    EngineParameter("pixel_size", "--pixel-size", ("simulate", "scene"), float,
+                    "pixel size of the pairs or of the scene (Å)"),
     EngineParameter("max_particles", "--max-particles", ("simulate",), int, "simulate at most this many"),
-    EngineParameter("seed", "--seed", ("simulate", "train", "apply", "generate"), int, "random seed"),
+    EngineParameter("seed", "--seed", ("simulate", "train", "apply", "generate", "scene", "translate train",
+                                       "translate apply"), int, "random seed"),
     EngineParameter("bfactor", "--bfactor", ("simulate",), float, "B-factor applied to the map (Å²)"),
     EngineParameter("mask_diameter", "--mask-diameter", ("simulate",), float, "circular mask diameter (Å)"),
     EngineParameter("noise", "--noise", ("apply", "generate"), str, "gan (default) or a baseline noise model"),
+    EngineParameter("size", "--size", ("scene",), int, "micrograph size (px)"),
+    EngineParameter("n_micrographs", "--n-micrographs", ("scene",), int, "micrographs to build"),
+    EngineParameter("dose", "--dose", ("scene",), float, "electrons per Å² (0: no noise)"),
+    EngineParameter("placement", "--placement", ("scene",), str, "uniform, clustered or boundary"),
+    EngineParameter("ice_thickness", "--ice-thickness", ("scene",), float, "mean ice thickness (Å)"),
+    EngineParameter("tile", "--tile", ("translate train",), int, "training tile size (px)"),
+    EngineParameter("base_channels", "--base-channels", ("translate train",), int, "network base channels"),
+    EngineParameter("depth", "--depth", ("translate train",), int, "network depth"),
 )
 
 
@@ -87,6 +112,8 @@ class Step:
     name: str
     engine_args: list[str]
     outputs: list[OutputNode] = field(default_factory=list)
+    # Writes the RELION files the outputs name from what the engine wrote (micrographs, coordinates).
+    write_outputs: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +127,11 @@ class JobRequest:
     n: int | None
     threads: int
     engine_values: dict[str, object]
+    micrographs: Path | None
+    species: list[str]
+    defocus: tuple[float, float] | None
+    scene: Path | None
+    method: str | None
 
 
 class _RaisingParser(argparse.ArgumentParser):
@@ -116,12 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in_parts", dest="particles", type=Path, help="refined particles (Refine3D run_data.star)")
     parser.add_argument("--in_3dref", "--in_3Dref", dest="reference", type=Path, help="consensus map")
     parser.add_argument("--in_mask", dest="mask", type=Path, help="mask for the simulation")
+    parser.add_argument("--in_mics", dest="micrographs", type=Path, help="real micrographs (translate)")
     parser.add_argument("--j", dest="threads", type=int, default=1, help="CPU threads for the engine")
     parser.add_argument("--pipeline_control", help="added by RELION; not used")
     parser.add_argument("--mode", choices=MODES, default="all", help="steps to run (default: all)")
     parser.add_argument("--model", type=Path, help="model directory of an earlier train job (refine, generate)")
     parser.add_argument("--n", type=int, help="number of particles to generate")
     parser.add_argument("--gpu", help="GPU number, shorthand for --device cuda:N")
+    parser.add_argument("--species", nargs="+", default=[],
+                        help="scene: maps or atomic models as PATH:COPIES[:NAME], separated by commas or spaces")
+    parser.add_argument("--defocus", nargs="+", help="scene: defocus range in µm, MIN MAX (or MIN,MAX)")
+    parser.add_argument("--scene", type=Path, help="translate: a scene job's folder")
+    parser.add_argument("--method", choices=TRANSLATE_METHODS, help="translate: contrastive (default) or diffusion")
     for parameter in ENGINE_PARAMETERS:
         parser.add_argument(f"--{parameter.label}", type=parameter.type, help=parameter.help)
     return parser
@@ -137,7 +175,8 @@ def parse_job(argv: Sequence[str]) -> JobRequest:
     args, unknown = parser.parse_known_args(_normalise_labels(argv))
     if unknown:
         labels = [token for token in unknown if token.startswith("-")] or unknown
-        accepted = ", ".join(("mode", "model", "n", "gpu", *(p.label for p in ENGINE_PARAMETERS)))
+        accepted = ", ".join(("mode", "model", "n", "gpu", "species", "defocus", "scene", "method",
+                              *(p.label for p in ENGINE_PARAMETERS)))
         raise JobFailure(f"unknown parameter {' '.join(labels)}; labels this job accepts: {accepted}")
     engine_values = {p.label: getattr(args, p.label) for p in ENGINE_PARAMETERS if getattr(args, p.label) is not None}
     if args.gpu is not None:
@@ -148,6 +187,7 @@ def parse_job(argv: Sequence[str]) -> JobRequest:
         raise JobFailure(f"n must be at least 1, got {args.n}")
     if args.threads < 1:
         raise JobFailure(f"--j must be at least 1, got {args.threads}")
+    species = [spec for token in args.species for spec in token.split(",") if spec]
     return JobRequest(
         job_dir=args.job_dir,
         mode=args.mode,
@@ -158,7 +198,24 @@ def parse_job(argv: Sequence[str]) -> JobRequest:
         n=args.n,
         threads=args.threads,
         engine_values=engine_values,
+        micrographs=args.micrographs,
+        species=species,
+        defocus=None if args.defocus is None else _defocus_range(args.defocus),
+        scene=args.scene,
+        method=args.method,
     )
+
+
+def _defocus_range(tokens: list[str]) -> tuple[float, float]:
+    """(MIN, MAX) in µm from `1.0 2.5` (two words, as the RELION GUI passes them) or `1.0,2.5`."""
+    words = " ".join(tokens).replace(",", " ").split()
+    try:
+        low, high = (float(word) for word in words)
+    except ValueError:
+        raise JobFailure(f"defocus must be MIN MAX in µm, e.g. '1.0 2.5'; got {' '.join(tokens)!r}") from None
+    if not 0 <= low <= high:
+        raise JobFailure(f"defocus range must satisfy 0 <= MIN <= MAX, got {low} {high}")
+    return low, high
 
 
 def _require_file(path: Path | None, what: str, step: str) -> Path:
@@ -203,8 +260,62 @@ def _model_dir(job: JobRequest, trained_here: bool) -> Path:
     raise JobFailure(f"mode {job.mode} needs a trained model: set the parameter model to a train job's model folder")
 
 
-def plan_steps(job: JobRequest) -> list[Step]:
-    """Turn the mode into `cryorefine` commands, checking inputs first so mistakes fail before any work."""
+def _scene_step(job: JobRequest, version: RelionVersion) -> Step:
+    if not job.species:
+        raise JobFailure("mode scene needs the parameter species, e.g. map.mrc:20,model.pdb:10")
+    for spec in job.species:
+        _require_file(Path(spec.split(":")[0]), "species file", "scene")
+    scene_dir = job.job_dir / "scene"
+    defocus = ["--defocus", *map(str, job.defocus)] if job.defocus else []
+    return Step(
+        "scene",
+        ["scene", *(word for spec in job.species for word in ("--species", spec)), "--out", str(scene_dir),
+         *defocus, *_engine_options(job, "scene")],
+        micrograph_nodes(job.job_dir, version),
+        partial(write_micrograph_nodes, job.job_dir, scene_dir, scene_dir, SCENE_MICROGRAPH, version),
+    )
+
+
+def _scene_folder(job: JobRequest) -> Path:
+    """The scene parameter: a scene job's folder (its scene/ holds the micrographs) or the scene folder itself."""
+    if job.scene is None:
+        raise JobFailure("mode translate needs the parameter scene: a scene job's folder, e.g. External/job005/")
+    for folder in (job.scene / "scene", job.scene):
+        if (folder / SCENE_DESCRIPTION).is_file():
+            return folder
+    raise JobFailure(f"scene {job.scene} holds no {SCENE_DESCRIPTION}: give the folder of a job run with mode scene")
+
+
+def _translate_steps(job: JobRequest, version: RelionVersion) -> list[Step]:
+    micrographs_star = _require_file(job.micrographs, "real micrographs (in_mics)", "translate")
+    scene_dir = _scene_folder(job)
+    try:
+        real = read_micrograph_names(micrographs_star)
+    except InputError as exc:
+        raise JobFailure(f"translate: {exc}") from None
+    for name in real:
+        _require_file(Path(name), "real micrograph", "translate")
+    model, translated = job.job_dir / "translator", job.job_dir / "translated"
+    method = ["--method", job.method] if job.method not in (None, TRANSLATE_METHODS[0]) else []
+    return [
+        Step("translate train", ["translate", "train", *method, "--scenes", str(scene_dir), "--real", *real,
+                                 "--out", str(model), *_engine_options(job, "translate train")]),
+        Step("translate apply", ["translate", "apply", "--model", str(model), "--scenes", str(scene_dir),
+                                 "--out", str(translated), *_engine_options(job, "translate apply")],
+             micrograph_nodes(job.job_dir, version),
+             partial(write_micrograph_nodes, job.job_dir, scene_dir, translated, TRANSLATED_MICROGRAPH, version)),
+    ]
+
+
+def plan_steps(job: JobRequest, version: RelionVersion = RelionVersion.V3_1) -> list[Step]:
+    """Turn the mode into `cryorefine` commands, checking inputs first so mistakes fail before any work.
+
+    `version`, the project's RELION, decides the form of coordinate nodes (scene, translate).
+    """
+    if job.mode == "scene":
+        return [_scene_step(job, version)]
+    if job.mode == "translate":
+        return _translate_steps(job, version)
     if job.mode == "all":
         names = ["simulate", "train", "refine"] + (["generate"] if job.n is not None else [])
     else:
@@ -343,11 +454,13 @@ def run_job(argv: Sequence[str], job_dir: Path) -> int:
     try:
         version = detect_relion_version(Path.cwd())
         job = parse_job(argv)
-        steps = plan_steps(job)
+        steps = plan_steps(job, version)
         log.info("cryorefine External job: mode %s, steps %s, RELION %s node types",
                  job.mode, ", ".join(s.name for s in steps), version.value)
         for step in steps:
             run_engine_step(step, job)
+            if step.write_outputs is not None:
+                step.write_outputs()
             missing = [node.name for node in step.outputs if not Path(node.name).is_file()]
             if missing:
                 raise JobFailure(f"step {step.name} ended without writing {', '.join(missing)}")

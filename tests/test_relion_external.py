@@ -1,5 +1,5 @@
-"""The RELION External job: argument forms, node labels per RELION version, abort, failure, and a real
-run through RELION 3.1's own `relion_pipeliner`."""
+"""The RELION External job: argument forms, node labels per RELION version, abort, failure, and real
+runs through RELION 3.1's own `relion_pipeliner` (particles; a scene, its extraction and its translation)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import mrcfile
+import numpy as np
 import pytest
 
 from relion_external.nodes import (
@@ -20,6 +22,7 @@ from relion_external.nodes import (
     detect_relion_version,
     write_output_nodes,
 )
+from cryorefine.io.star import read_particle_star, read_star_tables
 from relion_external.wrapper import ABORTED, FAILURE, SUCCESS, JobFailure, parse_job, plan_steps
 from tests.conftest import REPO, shared_data
 
@@ -63,6 +66,33 @@ Import/job001/movies.star MicrographMovieGroupMetadata.star.relion
 """
 
 PIPELINE_5_0 = PIPELINE_4_0.replace("# version 30001", "# version 50001")
+
+REAL_MICROGRAPHS_STAR = """
+# version 30001
+
+data_optics
+
+loop_
+_rlnOpticsGroupName #1
+_rlnOpticsGroup #2
+_rlnMicrographPixelSize #3
+_rlnVoltage #4
+_rlnSphericalAberration #5
+_rlnAmplitudeContrast #6
+opticsGroup1 1 0.66655 300 2.7 0.1
+
+# version 30001
+
+data_micrographs
+
+loop_
+_rlnMicrographName #1
+_rlnOpticsGroup #2
+epu.mrc 1
+"""
+# A tiny scene: 2 micrographs of 256 px at the map's 4.88 Å/px, 5 TRPV1 each (about 5 s on one CPU).
+SCENE_PARAMETERS = ("species", "consensus_map.mrc:5", "size", "256", "pixel_size", "4.88", "n_micrographs", "2",
+                    "defocus", "1.5 2.5", "seed", "3", "device", "cpu")
 
 
 def _read_loop(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -143,6 +173,12 @@ def test_ccpem_pipeliner_form_is_parsed() -> None:
         (["--steps", "many"], "invalid int value: 'many'"),
         (["--gpu", "0", "--device", "cpu"], "either gpu or device"),
         (["--mode", "generate", "--model", "m"], "needs the parameter n"),
+        (["--mode", "scene"], "mode scene needs the parameter species"),
+        (["--mode", "scene", "--species", "absent.mrc:3"], "scene: species file absent.mrc does not exist"),
+        (["--mode", "scene", "--defocus", "2.5", "1.5"], "0 <= MIN <= MAX"),
+        (["--mode", "scene", "--defocus", "near", "far"], "defocus must be MIN MAX in µm"),
+        (["--mode", "translate", "--method", "gan"], "invalid choice: 'gan'"),
+        (["--mode", "translate"], "translate needs real micrographs \\(in_mics\\)"),
     ],
 )
 def test_bad_parameters_are_explained(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -401,3 +437,152 @@ def test_relion_3_1_pipeliner_runs_the_job_and_registers_usable_particles(projec
         assert reconstruct.returncode == 0 and (project / "reconstruction.mrc").stat().st_size > 48**3 * 4, \
             reconstruct.stdout + reconstruct.stderr
         (project / "reconstruction.mrc").unlink()
+
+
+# --- micrographs: scene and translate ---------------------------------------------------------------
+
+def _scene_argv(*extra: str) -> list[str]:
+    """The tiny scene as the RELION GUI passes it (a value with a space arrives as two words)."""
+    pairs = zip(SCENE_PARAMETERS[::2], SCENE_PARAMETERS[1::2])
+    return ["--o", JOB, "--mode", "scene", *(word for label, value in pairs for word in (f"--{label}", *value.split())),
+            *extra]
+
+
+def _add_real_micrographs(project: Path) -> None:
+    (project / "epu.mrc").symlink_to(shared_data("micrograph_epu", "epu2.9_example.mrc"))
+    (project / "real_micrographs.star").write_text(REAL_MICROGRAPHS_STAR)
+
+
+def test_scene_parameters_are_read_in_the_gui_and_the_list_forms(project: Path, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    common = ["--o", JOB, "--mode", "scene", "--pixel-size", "4.88", "--seed", "3", "--n_micrographs", "2"]
+    gui = parse_job([*common, "--species", "consensus_map.mrc:5,consensus_map.mrc:2:small", "--defocus", "1.5", "2.5"])
+    listed = parse_job([*common, "--species", "consensus_map.mrc:5", "consensus_map.mrc:2:small",
+                        "--defocus", "1.5,2.5"])
+    for job in (gui, listed):
+        (step,) = plan_steps(job)
+        assert step.engine_args == [
+            "scene", "--species", "consensus_map.mrc:5", "--species", "consensus_map.mrc:2:small",
+            "--out", f"{JOB}scene", "--defocus", "1.5", "2.5", "--pixel-size", "4.88", "--seed", "3",
+            "--n-micrographs", "2"]
+
+
+@pytest.mark.parametrize(
+    ("version", "coordinates", "types"),
+    [
+        (RelionVersion.V3_1, "coords_suffix_cryorefine.star", ["1", "2"]),
+        (RelionVersion.V4_0, "coordinates.star", ["MicrographsData.star.relion", "MicrographsCoords.star.relion"]),
+        (RelionVersion.V5_0, "coordinates.star",
+         ["MicrographGroupMetadata.star.relion", "MicrographCoordsGroup.star.relion"]),
+    ],
+)
+def test_micrograph_and_coordinate_nodes_follow_the_project_version(project: Path, monkeypatch, version: RelionVersion,
+                                                                    coordinates: str, types: list[str]) -> None:
+    monkeypatch.chdir(project)
+    (step,) = plan_steps(parse_job(_scene_argv()), version)
+    assert [node.name for node in step.outputs] == [f"{JOB}micrographs.star", f"{JOB}{coordinates}"]
+    _, rows = _read_loop(write_output_nodes(project, step.outputs, version))
+    assert [row[1] for row in rows] == types
+
+
+def test_translate_trains_on_the_real_micrographs_then_translates_the_scene(project: Path, monkeypatch) -> None:
+    monkeypatch.chdir(project)
+    _add_real_micrographs(project)
+    (project / "External/job002/scene").mkdir(parents=True)
+    (project / "External/job002/scene/scene.json").write_text("{}")
+    argv = ["--o", JOB, "--mode", "translate", "--in_mics", "real_micrographs.star", "--scene", "External/job002/",
+            "--steps", "4", "--seed", "1"]
+    train, apply = plan_steps(parse_job(argv))
+    assert train.engine_args == ["translate", "train", "--scenes", "External/job002/scene", "--real", "epu.mrc",
+                                 "--out", f"{JOB}translator", "--steps", "4", "--seed", "1"]
+    assert apply.engine_args == ["translate", "apply", "--model", f"{JOB}translator", "--scenes",
+                                 "External/job002/scene", "--out", f"{JOB}translated", "--seed", "1"]
+    assert not train.outputs and [node.name for node in apply.outputs] == [
+        f"{JOB}micrographs.star", f"{JOB}coords_suffix_cryorefine.star"]
+    # the engine's default method is not spelt out; another one is
+    assert plan_steps(parse_job([*argv, "--method", "contrastive"]))[0].engine_args == train.engine_args
+    assert plan_steps(parse_job([*argv, "--method", "diffusion"]))[0].engine_args[2:4] == ["--method", "diffusion"]
+    with pytest.raises(JobFailure, match="scene External/job009 holds no scene.json"):
+        plan_steps(parse_job([*argv, "--scene", "External/job009/"]))
+    (project / "real_micrographs.star").write_text(REAL_MICROGRAPHS_STAR.replace("rlnMicrographName", "rlnImageName"))
+    with pytest.raises(JobFailure, match="translate: real_micrographs.star: no rlnMicrographName column"):
+        plan_steps(parse_job(argv))
+
+
+def test_scene_job_in_a_relion_5_project_lists_its_coordinate_files(project: Path) -> None:
+    (project / "default_pipeline.star").write_text(PIPELINE_5_0)
+    result = _run_launcher(project, *_scene_argv("--j", "1"))
+    assert result.returncode == 0, result.stderr
+    columns, rows = _read_loop(project / JOB / "coordinates.star")
+    assert columns == ["_rlnMicrographName", "_rlnMicrographCoordinates"]
+    assert rows == [[f"{JOB}scene/micrograph_{i:03d}.mrc", f"{JOB}scene/micrograph_{i:03d}_cryorefine.star"]
+                    for i in range(2)]
+    _, nodes = _read_loop(project / JOB / "RELION_OUTPUT_NODES.star")
+    assert nodes == [[f"{JOB}micrographs.star", "MicrographGroupMetadata.star.relion"],
+                     [f"{JOB}coordinates.star", "MicrographCoordsGroup.star.relion"]]
+    assert not (project / JOB / "coords_suffix_cryorefine.star").exists()
+
+
+def _external_job_options(*parameters: str, **inputs: str) -> str:
+    """`--addJobOptions` text for the cryorefine External job: inputs by RELION name, then label/value pairs."""
+    options = [f"fn_exe == {LAUNCHER}", *(f"{name} == {value}" for name, value in inputs.items())]
+    for number, (label, value) in enumerate(zip(parameters[::2], parameters[1::2]), start=1):
+        options += [f"param{number}_label == {label}", f"param{number}_value == {value}"]
+    return ";".join(options) + ";"
+
+
+def _star_handler_count(project: Path, star: str) -> str:
+    handled = subprocess.run(["relion_star_handler", "--i", star, "--o", "selected.star", "--select", "rlnDefocusU",
+                              "--minval", "0", "--maxval", "1e9"], cwd=project, capture_output=True, text=True,
+                             timeout=60)
+    assert handled.returncode == 0, handled.stdout + handled.stderr
+    return handled.stdout
+
+
+@pytest.mark.skipif(shutil.which("relion_pipeliner") is None, reason="RELION 3.1 (relion_pipeliner) is not installed")
+def test_relion_3_1_pipeliner_builds_a_scene_extracts_its_particles_and_translates_it(project: Path) -> None:
+    shutil.rmtree(project / "External")
+    _add_real_micrographs(project)
+    _pipeliner(project, "--addJob", "External", "--addJobOptions", _external_job_options("mode", "scene",
+                                                                                          *SCENE_PARAMETERS))
+    _pipeliner(project, "--RunJobs", JOB, "--sec_wait_after", "1")
+    job_dir = project / JOB
+    assert _markers(job_dir) == [SUCCESS], (job_dir / "run.err").read_text()
+    pipeline = project / "default_pipeline.star"
+    assert [JOB, "None", "99", "2"] in _pipeline_table(pipeline, "pipeline_processes")
+    nodes = _pipeline_table(pipeline, "pipeline_nodes")
+    assert [f"{JOB}micrographs.star", "1"] in nodes and [f"{JOB}coords_suffix_cryorefine.star", "2"] in nodes
+    assert "Written: selected.star with 2 item(s)" in _star_handler_count(project, f"{JOB}micrographs.star")
+
+    # RELION's own Extract finds every true coordinate and gives each particle its micrograph's defocus
+    _pipeliner(project, "--addJob", "Extract", "--addJobOptions",
+               f"star_mics == {JOB}micrographs.star;coords_suffix == {JOB}coords_suffix_cryorefine.star;"
+               "extract_size == 48;do_invert == Yes;do_norm == Yes;bg_diameter == 40;")
+    _pipeliner(project, "--RunJobs", "Extract/job002/", "--sec_wait_after", "1")
+    assert _markers(project / "Extract/job002") == [SUCCESS], (project / "Extract/job002/run.err").read_text()
+    extracted = read_particle_star(project / "Extract/job002/particles.star").particles
+    truth = [next(iter(read_star_tables(job_dir / f"scene/coords_{i:03d}.star").values())) for i in range(2)]
+    assert len(extracted) == sum(len(table) for table in truth) == 10
+    for index, table in enumerate(truth):
+        rows = extracted[extracted.rlnMicrographName == f"{JOB}scene/micrograph_{index:03d}.mrc"]
+        np.testing.assert_allclose(rows.rlnCoordinateX, table.rlnCoordinateX, atol=1e-5)
+        np.testing.assert_allclose(rows.rlnCoordinateY, table.rlnCoordinateY, atol=1e-5)
+        np.testing.assert_allclose(rows.rlnDefocusU.astype(float), table.rlnDefocusU, atol=1e-3)
+        np.testing.assert_allclose(rows.rlnAngleTilt.astype(float), table.rlnAngleTilt, atol=1e-5)
+
+    translate_job = "External/job003/"
+    _pipeliner(project, "--addJob", "External", "--addJobOptions", _external_job_options(
+        "mode", "translate", "scene", JOB, "steps", "4", "batch_size", "2", "tile", "32", "base_channels", "4",
+        "depth", "2", in_mic="real_micrographs.star"))
+    _pipeliner(project, "--RunJobs", translate_job, "--sec_wait_after", "1")
+    assert _markers(project / translate_job) == [SUCCESS], (project / translate_job / "run.err").read_text()
+    nodes = _pipeline_table(pipeline, "pipeline_nodes")
+    assert [f"{translate_job}micrographs.star", "1"] in nodes
+    assert [f"{translate_job}coords_suffix_cryorefine.star", "2"] in nodes
+    assert ["real_micrographs.star", translate_job] in _pipeline_table(pipeline, "pipeline_input_edges")
+    assert "Written: selected.star with 2 item(s)" in _star_handler_count(project, f"{translate_job}micrographs.star")
+    for index in range(2):
+        with mrcfile.open(project / translate_job / f"translated/translated_{index:03d}.mrc") as handle:
+            assert handle.data.shape == (256, 256) and np.isfinite(handle.data).all()
+        assert (project / translate_job / f"translated/translated_{index:03d}_cryorefine.star").read_text() == (
+            job_dir / f"scene/micrograph_{index:03d}_cryorefine.star").read_text()

@@ -7,48 +7,24 @@ TRPV1 particles are imported with Scipion's RELION importer, and the protocols r
 
 from __future__ import annotations
 
-import atexit
 import csv
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
 
+from tests._scipion import headless_project
+from tests._scipion import launch_protocol as _launch
 from tests.conftest import run_cli, shared_data
 
-
-def _prepare_scipion_environment() -> Path | None:
-    """Point Scipion at a throw-away home before pyworkflow is imported (it reads these once)."""
-    if "pyworkflow" in sys.modules:
-        return None
-    root = Path(tempfile.mkdtemp(prefix="cryorefine-scipion-"))
-    atexit.register(shutil.rmtree, root, True)
-    (root / "home" / "config").mkdir(parents=True)
-    (root / "home" / "config" / "hosts.conf").write_text(
-        "[localhost]\nPARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d %_(COMMAND)s\n")
-    os.environ.update(
-        SCIPION_HOME=str(root / "home"), SCIPION_USER_DATA=str(root / "data"), SCIPION_TESTS=str(root / "tests"),
-        SCIPION_DOMAIN="pwem", SCIPION_PYTHON=sys.executable, SCIPION_TEST_NOSYNC="1", SCIPION_NOTIFY="False",
-        OMP_NUM_THREADS="1",  # the protocols' engine runs share a small machine
-    )
-    return root
-
-
-SCIPION_ROOT = _prepare_scipion_environment()
-pytest.importorskip("tkinter", reason="Tk is needed for Scipion to register its protocols")
-pytest.importorskip("pyworkflow", reason="Scipion (scipion-pyworkflow) is not installed")
-pytest.importorskip("pwem", reason="Scipion (scipion-em) is not installed")
 
 from pwem.constants import ALIGN_PROJ  # noqa: E402
 from pwem.protocols import ProtImportParticles, ProtImportVolumes  # noqa: E402
 from pyworkflow.plugin import Domain  # noqa: E402
-from pyworkflow.project import Manager  # noqa: E402
 from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
 
 from cryorefine.io.star import particle_parameters, read_particle_star  # noqa: E402
@@ -128,25 +104,7 @@ def test_plugin_is_discovered_and_never_imports_torch():
 
 @pytest.fixture(scope="module")
 def project():
-    if SCIPION_ROOT is None:
-        pytest.skip("pyworkflow was imported before this module could configure a temporary Scipion home")
-    cwd = os.getcwd()
-    proj = Manager().createProject("cryorefine_plugin_test")
-    os.chdir(proj.path)  # protocols and the paths in Scipion sets are relative to the project
-    yield proj
-    os.chdir(cwd)
-
-
-def _launch(project, protocol_class, **kwargs):
-    protocol = project.newProtocol(protocol_class, **kwargs)
-    errors = protocol.validate()
-    assert not errors, errors
-    project.launchProtocol(protocol, wait=True)
-    if not protocol.isFinished():
-        log = Path(project.path) / protocol.getLogPaths()[0]
-        tail = "".join(log.read_text().splitlines(keepends=True)[-30:]) if log.exists() else ""
-        pytest.fail(f"{protocol.getRunName()} did not finish ({protocol.getStatus()}):\n{tail}")
-    return protocol
+    yield from headless_project("cryorefine_plugin_test")
 
 
 @pytest.fixture(scope="module")

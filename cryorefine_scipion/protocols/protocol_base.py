@@ -1,4 +1,5 @@
-"""What every cryorefine protocol shares: the compute form, running the command line, input checks."""
+"""What every cryorefine protocol shares: the compute form, running the command line, input checks,
+registering a scene's coordinates."""
 
 import os
 
@@ -6,7 +7,7 @@ import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 
 from cryorefine_scipion import Plugin
-from cryorefine_scipion.convert import is_mrc_stack
+from cryorefine_scipion.convert import Scene, fill_scene_coordinates, fill_scene_ctfs, is_mrc_stack
 
 
 def local_path(filename: str) -> str:
@@ -64,6 +65,17 @@ class ProtCryorefineBase(EMProtocol):
         if self.usesGpu():
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in self.getGpuList())
         self.runJob(Plugin.getProgram(), [command, *map(str, arguments)], env=env, numberOfMpi=1)
+
+    def _defineSceneCoordinatesAndCtf(self, scene: Scene, micrographs, box: int) -> tuple:
+        """Register the scene's particle coordinates and true defocus on `micrographs`, which must already
+        be an output (the new sets point to it). Returns (coordinates, CTFs)."""
+        coordinates = self._createSetOfCoordinates(micrographs)
+        coordinates.setBoxSize(box)
+        fill_scene_coordinates(coordinates, scene)
+        ctfs = self._createSetOfCTF()
+        fill_scene_ctfs(ctfs, scene, micrographs)
+        self._defineOutputs(outputCoordinates=coordinates, outputCTF=ctfs)
+        return coordinates, ctfs
 
     def _citations(self):
         return []

@@ -1,0 +1,91 @@
+"""RELION micrograph and coordinate nodes for the micrographs of a `cryorefine scene` folder (or their translations).
+
+The micrographs STAR (RELION 3.1 form: optics + micrographs tables) carries the scene's optics and
+each micrograph's true defocus, so Extract gives particles their CTF. The coordinates of
+`External/jobNNN/<path>/<name>.mrc` are written beside it as `<name>_cryorefine.star`: the engine's
+`coords_NNN.star` without its defocus columns (Extract takes defocus in a coordinate file for
+per-particle CTFs and then wants optics groups there too; the scene has one defocus per micrograph).
+The species (rlnClassNumber) and true angles stay. RELION finds the files by version:
+
+- 3.1 by suffix: the node `coords_suffix_cryorefine.star` (whose text names the micrographs STAR)
+  means "the micrograph's path inside the job folder, with _cryorefine.star for .mrc";
+- 4.0 and 5.0 from a list, `coordinates.star` (table `coordinate_files`: rlnMicrographName,
+  rlnMicrographCoordinates).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from cryorefine.errors import InputError
+from cryorefine.io.atomic import atomic_write_text
+from cryorefine.io.star import format_table, read_star_tables
+from relion_external.nodes import NodeKind, OutputNode, RelionVersion
+
+MICROGRAPHS_STAR = "micrographs.star"
+COORDINATE_SUFFIX = "_cryorefine.star"
+SUFFIX_NODE = f"coords_suffix{COORDINATE_SUFFIX}"
+COORDINATE_LIST = "coordinates.star"
+SCENE_DESCRIPTION = "scene.json"
+SCENE_MICROGRAPH = "micrograph_{:03d}.mrc"
+SCENE_COORDINATES = "coords_{:03d}.star"
+TRANSLATED_MICROGRAPH = "translated_{:03d}.mrc"
+
+
+def _star_text(tables: dict[str, pd.DataFrame]) -> str:
+    """RELION 3.1 STAR text: each table under its `# version 30001` line."""
+    return "".join(f"\n# version 30001\n\n{format_table(name, table)}" for name, table in tables.items())
+
+
+def micrograph_nodes(job_dir: Path, version: RelionVersion) -> list[OutputNode]:
+    """The micrographs node and the coordinates node in the form `version` reads."""
+    coordinates = SUFFIX_NODE if version is RelionVersion.V3_1 else COORDINATE_LIST
+    return [OutputNode(str(job_dir / MICROGRAPHS_STAR), NodeKind.MICROGRAPHS),
+            OutputNode(str(job_dir / coordinates), NodeKind.COORDINATES)]
+
+
+def write_micrograph_nodes(job_dir: Path, scene_dir: Path, micrograph_dir: Path, template: str,
+                           version: RelionVersion) -> None:
+    """Write the files `micrograph_nodes` names for the scene's micrographs as `micrograph_dir/template`
+    (the scene's own, or the translated ones), in scene order, with the scene's coordinates."""
+    description = json.loads((scene_dir / SCENE_DESCRIPTION).read_text())
+    config, optics = description["config"], description["config"]["optics"]
+    count = len(description["micrographs"])
+    names = [str(micrograph_dir / template.format(index)) for index in range(count)]
+    coordinates = [str(Path(name).with_suffix("")) + COORDINATE_SUFFIX for name in names]
+    for index, path in enumerate(coordinates):
+        table = next(iter(read_star_tables(scene_dir / SCENE_COORDINATES.format(index)).values()))
+        table = table.drop(columns=[column for column in table.columns if column.startswith("rlnDefocus")])
+        atomic_write_text(Path(path), _star_text({"": table}))
+    optics_table = pd.DataFrame({
+        "rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
+        "rlnMicrographOriginalPixelSize": [float(config["pixel_size"])], "rlnVoltage": [float(optics["voltage_kv"])],
+        "rlnSphericalAberration": [float(optics["cs_mm"])],
+        "rlnAmplitudeContrast": [float(optics["amplitude_contrast"])],
+        "rlnMicrographPixelSize": [float(config["pixel_size"])],
+    })
+    defocus = [entry["defocus"] for entry in description["micrographs"]]
+    micrographs_table = pd.DataFrame({
+        "rlnMicrographName": names, "rlnOpticsGroup": [1] * count,
+        "rlnDefocusU": [float(d["u_a"]) for d in defocus], "rlnDefocusV": [float(d["v_a"]) for d in defocus],
+        "rlnDefocusAngle": [float(d["angle_deg"]) for d in defocus],
+    })
+    atomic_write_text(job_dir / MICROGRAPHS_STAR,
+                      _star_text({"optics": optics_table, "micrographs": micrographs_table}))
+    if version is RelionVersion.V3_1:
+        atomic_write_text(job_dir / SUFFIX_NODE, f"{job_dir / MICROGRAPHS_STAR}\n")
+    else:
+        listing = pd.DataFrame({"rlnMicrographName": names, "rlnMicrographCoordinates": coordinates})
+        atomic_write_text(job_dir / COORDINATE_LIST, _star_text({"coordinate_files": listing}))
+
+
+def read_micrograph_names(star: Path) -> list[str]:
+    """The rlnMicrographName column of a RELION micrographs STAR file (3.0 or 3.1+ form)."""
+    tables = read_star_tables(star)
+    table = tables.get("micrographs", next(iter(tables.values())))
+    if "rlnMicrographName" not in table.columns:
+        raise InputError(star, "no rlnMicrographName column: not a micrographs STAR file")
+    return [str(name) for name in table["rlnMicrographName"]]
