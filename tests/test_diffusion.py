@@ -18,6 +18,7 @@ from cryorefine.unpaired.diffusion import (
     Denoiser,
     DiffusionConfig,
     DiffusionTranslator,
+    condition_statistics,
     cosine_alpha_bar,
     gaussian_low_pass,
     train_diffusion,
@@ -40,9 +41,10 @@ class GaussianOracle(torch.nn.Module):
         return (1 - a).sqrt() * noisy / (a * self.variance + 1 - a)
 
 
-def _translator(denoiser, config: DiffusionConfig) -> DiffusionTranslator:
+def _translator(denoiser, config: DiffusionConfig, noise_std: float = 0.0) -> DiffusionTranslator:
     unit = Standardiser(0.0, 1.0)
-    return DiffusionTranslator(denoiser, unit, unit, 1.0, 1.0, config)
+    return DiffusionTranslator(denoiser, unit, unit, structure_scale=1.0, noise_std=noise_std, condition_std=1.0,
+                               config=config)
 
 
 def test_schedule_runs_from_clean_to_pure_noise():
@@ -117,7 +119,18 @@ def test_training_lowers_the_denoising_error_and_the_model_round_trips(tmp_path)
     image, mask = torch.randn(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)
     expected = translator.translate(image, mask, torch.Generator().manual_seed(2))
     assert torch.equal(loaded.translate(image, mask, torch.Generator().manual_seed(2)), expected)
-    assert loaded.real_condition_std == translator.real_condition_std
+    assert (loaded.structure_scale, loaded.noise_std) == (translator.structure_scale, translator.noise_std)
+
+
+def test_condition_statistics_match_the_real_low_pass_variance():
+    """Scaled synthetic structure + the real noise floor has the real condition's low-pass variance."""
+    rng = np.random.default_rng(0)
+    structure = [ndimage.gaussian_filter(rng.normal(size=(256, 256)), 4.0) for _ in range(2)]
+    real = [(3 * s + 0.5 * rng.normal(size=s.shape)).astype(np.float32) for s in structure]
+    synthetic = [s.astype(np.float32) for s in structure]
+    statistics = condition_statistics(synthetic, real, sigma=2.0)
+    assert statistics["noise_std"] == pytest.approx(0.5, rel=0.05)
+    assert statistics["structure_scale"] == pytest.approx(3.0, rel=0.05)
 
 
 def test_noise_baselines_have_the_dose_statistics():

@@ -90,6 +90,13 @@ def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
     assert (model / "translator.pt").is_file() and (model / "log.csv").is_file()
     assert json.loads((model / "config.json").read_text())["method"] == method
 
+    override = ["--sampling-steps", "2", "--guidance", "0.5"]
+    result = run_cli("translate", "apply", "--model", model, *override, "--scenes", scenes, "--out", tmp_path / "o")
+    if method == "contrastive":
+        assert result.returncode == 2 and "diffusion model only" in result.stderr and not (tmp_path / "o").exists()
+    else:
+        assert result.returncode == 0, result.stderr
+
     sets = {}
     for name, source in ((method, ["--model", model]), ("gaussian", ["--baseline", "gaussian"]),
                          ("realbg", ["--baseline", "real-background", "--real", real])):

@@ -29,6 +29,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -43,7 +44,7 @@ from cryorefine.io.mrc import write_map
 from cryorefine.metrics.micrographs import read_image
 from cryorefine.scene.coordinates import read_coordinate_star, write_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
-from cryorefine.unpaired.diffusion import DiffusionConfig, train_diffusion
+from cryorefine.unpaired.diffusion import DiffusionConfig, DiffusionTranslator, train_diffusion
 from cryorefine.unpaired.methods import BASELINES, noise_baseline, real_background, translate_micrograph
 from cryorefine.unpaired.store import METHODS, MODEL_FILE, load_translator, save_translator
 from cryorefine.unpaired.train import UnpairedConfig, train_translator
@@ -85,6 +86,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     apply.add_argument("--real", type=Path, help="real-background: the real micrograph")
     apply.add_argument("--holdout", type=float, default=0.25,
                        help="real-background: the held-out fraction used in training (its strip is the background)")
+    apply.add_argument("--sampling-steps", type=int, help="diffusion: override the model's sampling steps")
+    apply.add_argument("--guidance", type=float, help="diffusion: override the model's in-mask guidance weight")
     apply.add_argument("--tile", type=int, default=256, help="window size for tile-wise application")
     apply.add_argument("--margin", type=int, default=32, help="context margin discarded per window side")
     apply.add_argument("--seed", type=int, default=0)
@@ -132,6 +135,12 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         if not (args.model / MODEL_FILE).exists():
             raise InputError(args.model, f"no {MODEL_FILE} (run cryorefine translate train)")
         translator = load_translator(args.model / MODEL_FILE)
+        overrides = {k: v for k, v in (("sampling_steps", args.sampling_steps), ("guidance", args.guidance))
+                     if v is not None}
+        if overrides:
+            if not isinstance(translator, DiffusionTranslator):
+                raise InputError(args.model, "--sampling-steps and --guidance apply to a diffusion model only")
+            translator.config = dataclasses.replace(translator.config, **overrides)
     dose = None if translator is not None else _dose_per_pixel(args.scenes)
     background = _real_parts([args.real], pixel_size, args.holdout)[1][0] if args.baseline == "real-background" else None
     with StagedOutputDir(args.out) as staged:

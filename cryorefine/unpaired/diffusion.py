@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cryorefine.gan.config import ModelConfig
-from cryorefine.gan.models import ConvBlock, conv3x3, channel_widths
+from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
+from cryorefine.metrics.micrographs import grid_tiles, noise_power_spectrum
 from cryorefine.unpaired.data import Standardiser, random_tiles
 
 log = logging.getLogger(__name__)
@@ -126,22 +127,30 @@ class Denoiser(nn.Module):
 
 @dataclass
 class DiffusionTranslator:
-    """The trained denoiser (EMA weights) with both domains' standardisations and condition scales."""
+    """The trained denoiser (EMA weights), both domains' standardisations and the condition's statistics.
+
+    The synthetic condition is made statistically like the real one: the clean synthetic image is
+    scaled by `structure_scale` into real units and real-level white noise (`noise_std`) is added
+    before the low-pass, so the low-passed band carries structure and noise in the real proportion.
+    Without the noise the model reads the band as noise-free and leaves it empty (a dip in the
+    spectrum just above the low-pass, measured in the first experiment).
+    """
 
     denoiser: Denoiser
     synthetic: Standardiser
     real: Standardiser
-    synthetic_condition_std: float
-    real_condition_std: float
+    structure_scale: float
+    noise_std: float
+    condition_std: float
     config: DiffusionConfig
-
-    def condition(self, image: torch.Tensor, std: float) -> torch.Tensor:
-        return gaussian_low_pass(image, self.config.condition_sigma) / std
 
     def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standardised synthetic tiles (B, 1, H, W) + masks -> standardised real-looking tiles."""
-        condition = self.condition(image, self.synthetic_condition_std)
-        target = condition * self.real_condition_std  # the structure in the real domain's units
+        sigma = self.config.condition_sigma
+        structure = image * self.structure_scale
+        noise = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+        condition = gaussian_low_pass(structure + self.noise_std * noise, sigma) / self.condition_std
+        target = gaussian_low_pass(structure, sigma)  # the particles' low frequencies, noise-free
         inside = self.config.guidance * (mask > 0).to(image.dtype)
         alpha_bar = cosine_alpha_bar(self.config.timesteps)
         levels = np.linspace(self.config.timesteps, 0, self.config.sampling_steps + 1).round().astype(int)
@@ -151,7 +160,7 @@ class DiffusionTranslator:
                 a_t, a_s = alpha_bar[t].item(), alpha_bar[s].item()
                 eps = self.denoiser(x, condition, torch.full((x.shape[0],), int(t)))
                 x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-8, 8)
-                x0 = x0 + inside * (target - gaussian_low_pass(x0, self.config.condition_sigma))
+                x0 = x0 + inside * (target - gaussian_low_pass(x0, sigma))
                 beta = 1 - a_t / a_s
                 x = (math.sqrt(a_s) * beta / (1 - a_t) * x0 + math.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t) * x)
                 if s > 0:
@@ -159,9 +168,28 @@ class DiffusionTranslator:
         return x
 
 
-def _condition_std(images: list[np.ndarray], sigma: float) -> float:
-    return float(np.sqrt(np.mean([gaussian_low_pass(torch.from_numpy(i)[None, None], sigma).var().item()
-                                  for i in images])))
+def _low_pass_variance(images: list[np.ndarray], sigma: float) -> float:
+    return float(np.mean([gaussian_low_pass(torch.from_numpy(i)[None, None], sigma).var().item() for i in images]))
+
+
+def white_noise_std(images: list[np.ndarray], tile: int = 64) -> float:
+    """The noise floor: sqrt of the mean power in the outer fifth of the rings (orthonormal DFT)."""
+    power = noise_power_spectrum(grid_tiles(images, tile))
+    return float(np.sqrt(power[int(0.8 * len(power)) :].mean()))
+
+
+def condition_statistics(synthetic: list[np.ndarray], real: list[np.ndarray], sigma: float) -> dict[str, float]:
+    """structure_scale, noise_std and condition_std from standardised images of both domains.
+
+    The scale makes Var(low-pass(scale·synthetic + noise)) equal Var(low-pass(real)).
+    """
+    real_variance = _low_pass_variance(real, sigma)
+    noise_std = white_noise_std(real)
+    unit_noise = torch.randn(1, 1, 256, 256, generator=torch.Generator().manual_seed(0))
+    noise_variance = noise_std**2 * gaussian_low_pass(unit_noise, sigma).var().item()
+    structure_variance = max(real_variance - noise_variance, 0.05 * real_variance)
+    scale = math.sqrt(structure_variance / _low_pass_variance(synthetic, sigma))
+    return {"structure_scale": scale, "noise_std": noise_std, "condition_std": math.sqrt(real_variance)}
 
 
 def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig
@@ -170,8 +198,8 @@ def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config:
     synthetic_scale, real_scale = Standardiser.fit(synthetic), Standardiser.fit(real)
     a_images = [synthetic_scale.forward(i) for i in synthetic]
     b_images = [real_scale.forward(i) for i in real]
-    synthetic_std = _condition_std(a_images, config.condition_sigma)
-    real_std = _condition_std(b_images, config.condition_sigma)
+    statistics = condition_statistics(a_images, b_images, config.condition_sigma)
+    real_std = statistics["condition_std"]
     torch.manual_seed(config.seed)
     denoiser = Denoiser(config.model, config.timesteps)
     averaged = copy.deepcopy(denoiser).requires_grad_(False)
@@ -199,5 +227,5 @@ def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config:
                          "seconds": round(time.time() - started, 1)})
             running = []
             log.info("step %d: denoising mse %.4f", step, rows[-1]["denoising_mse"])
-    translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, synthetic_std, real_std, config)
+    translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, config=config, **statistics)
     return translator, rows

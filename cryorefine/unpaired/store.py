@@ -32,8 +32,8 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
              "real": asdict(translator.real)}
     if isinstance(translator, DiffusionTranslator):
         state.update(method="diffusion", network=translator.denoiser.state_dict(),
-                     condition_std={"synthetic": translator.synthetic_condition_std,
-                                    "real": translator.real_condition_std})
+                     condition={"structure_scale": translator.structure_scale, "noise_std": translator.noise_std,
+                                "condition_std": translator.condition_std})
     else:
         state.update(method="contrastive", network=translator.generator.state_dict())
     with atomic_path(out_dir / MODEL_FILE) as tmp:
@@ -54,8 +54,7 @@ def load_translator(path: Path) -> AnyTranslator:
         config = DiffusionConfig(model=model, **values)
         denoiser = Denoiser(model, config.timesteps)
         denoiser.load_state_dict(state["network"])
-        scales = state["condition_std"]
-        return DiffusionTranslator(denoiser.eval(), synthetic, real, scales["synthetic"], scales["real"], config)
+        return DiffusionTranslator(denoiser.eval(), synthetic, real, config=config, **state["condition"])
     generator = MaskConditionedGenerator(model)
     generator.load_state_dict(state["network"])
     return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **values))
