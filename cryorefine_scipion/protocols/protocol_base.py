@@ -2,6 +2,7 @@
 registering a scene's coordinates."""
 
 import os
+import shlex
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
@@ -58,6 +59,17 @@ class ProtCryorefineBase(EMProtocol):
 
     def _device(self) -> str:
         return "cuda" if self.usesGpu() else "cpu"
+
+    def _extraArguments(self) -> list:
+        """The form's free-text extra engine options (`extraParams`), split as a shell would."""
+        return shlex.split(self.extraParams.get() or "")
+
+    def _extraArgumentsProblem(self) -> list:
+        try:
+            self._extraArguments()
+        except ValueError as exc:
+            return [f"Additional arguments cannot be parsed: {exc}."]
+        return []
 
     def _runCryorefine(self, command: str, arguments: list) -> None:
         """Run `cryorefine COMMAND ARGS...`; each argument is passed as one word."""

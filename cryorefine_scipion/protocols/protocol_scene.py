@@ -1,7 +1,6 @@
 """Build synthetic micrographs with ground-truth particle coordinates, poses and defocus."""
 
 import os
-import shlex
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -147,7 +146,7 @@ class ProtCryorefineScene(ProtCryorefineBase):
                      "--voltage", self.voltage.get(), "--cs", self.sphericalAberration.get(),
                      "--amplitude-contrast", self.amplitudeContrast.get(), "--seed", self.seed.get(),
                      "--device", self._device()]
-        arguments += shlex.split(self.extraParams.get() or "")
+        arguments += self._extraArguments()
         self._runCryorefine("scene", arguments)
 
     def createOutputStep(self):
@@ -203,11 +202,7 @@ class ProtCryorefineScene(ProtCryorefineBase):
             errors.append("The ice thickness must be positive.")
         if self.boxSize.get() is None or self.boxSize.get() < 0:
             errors.append("The coordinate box cannot be negative (0 for the largest species' box).")
-        try:
-            shlex.split(self.extraParams.get() or "")
-        except ValueError as exc:
-            errors.append(f"Additional arguments cannot be parsed: {exc}.")
-        return errors
+        return errors + self._extraArgumentsProblem()
 
     def _summary(self):
         if not hasattr(self, "outputMicrographs"):

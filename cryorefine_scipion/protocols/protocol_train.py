@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import shlex
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -74,7 +73,7 @@ class ProtCryorefineTrain(ProtCryorefineBase):
         # A checkpoint here means a continued model, or a run Scipion is resuming after a stop.
         if os.path.exists(self._modelDir(CHECKPOINT)):
             arguments.append("--resume")
-        arguments += shlex.split(self.extraParams.get() or "")
+        arguments += self._extraArguments()
         self._runCryorefine("train", arguments)
 
     def createOutputStep(self):
@@ -95,11 +94,7 @@ class ProtCryorefineTrain(ProtCryorefineBase):
         if pairs is not None and previous is not None:
             errors += geometry_problem("The pairs", pairs.getBoxSize(), pairs.getSamplingRate(),
                                        previous.getBoxSize(), previous.getSamplingRate())
-        try:
-            shlex.split(self.extraParams.get() or "")
-        except ValueError as exc:
-            errors.append(f"Additional arguments cannot be parsed: {exc}.")
-        return errors
+        return errors + self._extraArgumentsProblem()
 
     def _summary(self):
         if not hasattr(self, "outputModel"):

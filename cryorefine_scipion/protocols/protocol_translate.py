@@ -1,7 +1,6 @@
 """Make synthetic micrographs look like real ones, without pairs, and keep their ground truth."""
 
 import os
-import shlex
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -86,7 +85,7 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
         arguments = [*method, "--scenes", self._sceneDir(), "--real", *real, "--out", self.modelDir(),
                      "--steps", self.steps.get(), "--batch-size", self.batchSize.get(), "--tile", self.tile.get(),
                      "--base-channels", self.baseChannels.get(), "--depth", self.depth.get(), "--seed", self.seed.get()]
-        arguments += shlex.split(self.extraParams.get() or "")
+        arguments += self._extraArguments()
         self._runCryorefine("translate", ["train", *arguments])
 
     def applyStep(self):
@@ -124,11 +123,7 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
         for name in ("steps", "batchSize", "tile", "baseChannels", "depth"):
             if getattr(self, name).get() is None or getattr(self, name).get() <= 0:
                 errors.append(f"{self.getParam(name).label.get()} must be positive.")
-        try:
-            shlex.split(self.extraParams.get() or "")
-        except ValueError as exc:
-            errors.append(f"Additional training arguments cannot be parsed: {exc}.")
-        return errors
+        return errors + self._extraArgumentsProblem()
 
     def _summary(self):
         if not hasattr(self, "outputMicrographs"):
