@@ -39,7 +39,7 @@ from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
 from cryorefine.metrics import ClassifierConfig, evaluate_sets
-from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, noise_power_spectrum,
+from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
                                             read_micrograph_set, score_set, standardise)
 from cryorefine.metrics.picking import PickerConfig, picking_experiment
 from cryorefine.scene.coordinates import read_coordinate_star
@@ -206,7 +206,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
                  f", mask preservation {metrics[name]['mask_preservation']:.3f}"
                  if "mask_preservation" in metrics[name] else "")
     metrics["real"] = {"files": [str(p) for p in args.real], "holdout": args.holdout, "tiles": len(real_tiles),
-                       "noise_power": noise_power_spectrum(real_tiles).tolist()}
+                       "noise_power": tile_noise_power(real_tiles).tolist()}
     images["real (held out)"] = real[0]
     with StagedOutputDir(args.out) as out:
         out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

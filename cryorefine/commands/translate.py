@@ -40,8 +40,7 @@ import numpy as np
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import write_map
-from cryorefine.metrics.micrographs import read_image
+from cryorefine.io.mrc import read_micrograph, write_map
 from cryorefine.scene.coordinates import read_coordinate_star, write_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
 from cryorefine.unpaired.diffusion import DiffusionConfig, DiffusionTranslator, train_diffusion
@@ -147,21 +146,18 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         for index, (clean, mask) in enumerate(zip(cleans, masks)):
             name = f"{index:03d}"
             coordinates = args.scenes / f"coords_{name}.star"
-            if translator is not None:
-                image = translate_micrograph(translator, clean, mask, args.tile, args.margin, args.seed + index)
-            elif background is None:
-                image = noise_baseline(args.baseline, clean, dose, args.seed + index)
-            else:
-                labels = read_image(args.scenes / f"mask_{name}.mrc")[0]
-                table = read_coordinate_star(coordinates)
-                image, cropped, kept = real_background(clean, labels, table, background, dose)
-                write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
+            if background is not None:
+                labels = read_micrograph(args.scenes / f"mask_{name}.mrc")[0]
+                image, cropped, kept = real_background(clean, labels, read_coordinate_star(coordinates), background,
+                                                       dose)
                 write_map(staged.path(f"mask_{name}.mrc"), cropped, pixel_size)
                 write_coordinate_star(staged.path(f"coords_{name}.star"), kept)
-                continue
+            else:
+                image = (translate_micrograph(translator, clean, mask, args.tile, args.margin, args.seed + index)
+                         if translator is not None else noise_baseline(args.baseline, clean, dose, args.seed + index))
+                for copied in (coordinates, args.scenes / f"mask_{name}.mrc"):
+                    shutil.copyfile(copied, staged.path(copied.name))
             write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
-            for copied in (coordinates, args.scenes / f"mask_{name}.mrc"):
-                shutil.copyfile(copied, staged.path(copied.name))
     log.info("wrote %d micrographs (%s) to %s", len(cleans), args.baseline or f"model {args.model}", args.out)
 
 

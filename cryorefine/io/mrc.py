@@ -52,6 +52,21 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     return data, voxel
 
 
+def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Read one 2D image (y, x) as float32 with its pixel size in Å."""
+    path = Path(path)
+    with _open_mmap(path) as handle:
+        data = np.asarray(handle.data, dtype=np.float32).copy()
+        pixel = float(handle.voxel_size.x)
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise InputError(path, f"expected one 2D micrograph, got shape {data.shape}")
+    if not np.isfinite(data).all():
+        raise InputError(path, "contains NaN or infinite values")
+    return data, pixel
+
+
 def read_stack(path: str | os.PathLike) -> np.ndarray:
     """Read a whole (small) stack as float32 (n, y, x)."""
     path = Path(path)

@@ -22,15 +22,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import torch
 from scipy import ndimage
 
 from cryorefine.errors import InputError
-from cryorefine.io.mrc import read_stack
+from cryorefine.io.mrc import read_micrograph
 from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc
-from cryorefine.spectra import default_bins, ring_indices, rpsd_distance
+from cryorefine.metrics.spectral import noise_power_spectrum
+from cryorefine.spectra import rpsd_distance
 
 LOW_PASS_SIGMA_PX = 2.0
 IMAGE_PATTERN = re.compile(r"^(translated|micrograph)_(\d{3,})\.mrc$")
@@ -48,18 +48,6 @@ class MicrographSet:
     coordinate_files: list[Path] | None
 
 
-def read_image(path: Path) -> tuple[np.ndarray, float]:
-    """One 2D micrograph as float32 and its pixel size in Å."""
-    stack = read_stack(path)
-    if stack.shape[0] != 1:
-        raise InputError(path, f"expected one 2D micrograph, got a stack of {stack.shape[0]}")
-    with mrcfile.open(path, permissive=True, header_only=True) as handle:
-        pixel = float(handle.voxel_size.x)
-    if not np.isfinite(stack).all():
-        raise InputError(path, "contains NaN or infinite values")
-    return stack[0], pixel
-
-
 def read_micrograph_set(folder: Path) -> MicrographSet:
     if not folder.is_dir():
         raise InputError(folder, "micrograph folder does not exist")
@@ -73,11 +61,11 @@ def read_micrograph_set(folder: Path) -> MicrographSet:
     indices = sorted(found)
     # A scene folder holds micrograph_NNN only; a translate apply folder translated_NNN only.
     paths = [found[i].get("translated", found[i].get("micrograph")) for i in indices]
-    images, pixels = zip(*(read_image(p) for p in paths))
+    images, pixels = zip(*(read_micrograph(p) for p in paths))
     masks = [folder / f"mask_{i}.mrc" for i in indices]
     coordinates = [folder / f"coords_{i}.star" for i in indices]
     return MicrographSet(folder, indices, list(images), float(pixels[0]),
-                         [read_image(m)[0] for m in masks] if all(m.exists() for m in masks) else None,
+                         [read_micrograph(m)[0] for m in masks] if all(m.exists() for m in masks) else None,
                          coordinates if all(c.exists() for c in coordinates) else None)
 
 
@@ -94,15 +82,9 @@ def grid_tiles(images: list[np.ndarray], size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(tiles))
 
 
-def noise_power_spectrum(tiles: torch.Tensor) -> np.ndarray:
-    """Mean power |F|² per ring (orthonormal DFT) from DC to Nyquist, rings as in the RPSD."""
-    height, width = tiles.shape[-2:]
-    n_bins = default_bins(min(height, width))
-    spectrum = torch.fft.rfft2(tiles.float(), norm="ortho")
-    power = (spectrum.real**2 + spectrum.imag**2).mean(0).flatten()
-    ring, counts = ring_indices(height, width, n_bins, "cpu")
-    sums = torch.zeros(n_bins + 1).index_add(0, ring, power)
-    return (sums[:n_bins] / counts[:n_bins]).numpy()
+def tile_noise_power(tiles: torch.Tensor) -> np.ndarray:
+    """Mean power |F|² per ring from DC to Nyquist (the project's noise power spectrum, corners dropped)."""
+    return noise_power_spectrum(tiles)[:-1].numpy()
 
 
 def mask_preservation(output: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float:
@@ -136,7 +118,7 @@ def score_set(images: list[np.ndarray], real_tiles: torch.Tensor, config: Microg
             for repeat in range(config.classifier_repeats)]
     scores = {"rpsd_l1": float(rpsd_distance(tiles, real_tiles)[0]), "classifier_auc": float(np.mean(aucs)),
               "classifier_auc_std": float(np.std(aucs)), "classifier_aucs": aucs, "tiles_per_class": n,
-              "noise_power": noise_power_spectrum(tiles).tolist()}
+              "noise_power": tile_noise_power(tiles).tolist()}
     if cleans is not None and masks is not None:
         scores["mask_preservation"] = float(np.nanmean([mask_preservation(o, c, m)
                                                         for o, c, m in zip(images, cleans, masks)]))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cryorefine.errors import InputError
-from cryorefine.metrics.micrographs import read_image
+from cryorefine.io.mrc import read_micrograph
 from cryorefine.physics.imaging import fourier_resize
 
 
@@ -39,7 +39,7 @@ class Standardiser:
 
 def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(training part, held-out strip) of a real micrograph resampled to `pixel_size` (square crop)."""
-    image, pixel = read_image(path)
+    image, pixel = read_micrograph(path)
     if pixel <= 0:
         raise InputError(path, "pixel size missing from the header")
     side = min(image.shape)
@@ -62,9 +62,9 @@ def synthetic_scenes(scene_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray
         mask_path = clean.with_name(clean.name.replace("clean_", "mask_"))
         if not mask_path.exists():
             raise InputError(mask_path, "particle mask missing for " + clean.name)
-        image, pixel = read_image(clean)
+        image, pixel = read_micrograph(clean)
         images.append(image)
-        masks.append((read_image(mask_path)[0] > 0).astype(np.float32))
+        masks.append((read_micrograph(mask_path)[0] > 0).astype(np.float32))
     return images, masks, pixel
 
 

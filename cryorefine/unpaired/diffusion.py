@@ -31,7 +31,7 @@ from torch import nn
 
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
-from cryorefine.metrics.micrographs import grid_tiles, noise_power_spectrum
+from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.unpaired.data import Standardiser, random_tiles
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def _low_pass_variance(images: list[np.ndarray], sigma: float) -> float:
 
 def white_noise_std(images: list[np.ndarray], tile: int = 64) -> float:
     """The noise floor: sqrt of the mean power in the outer fifth of the rings (orthonormal DFT)."""
-    power = noise_power_spectrum(grid_tiles(images, tile))
+    power = tile_noise_power(grid_tiles(images, tile))
     return float(np.sqrt(power[int(0.8 * len(power)) :].mean()))
 
 
