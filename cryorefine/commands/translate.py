@@ -64,7 +64,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--tile", type=int, default=UnpairedConfig.tile, help="training tile size in pixels")
     train.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
     train.add_argument("--depth", type=int, default=ModelConfig.depth)
-    train.add_argument("--lambda-nce", type=float, default=UnpairedConfig.lambda_nce, help="contrastive")
+    train.add_argument("--lambda-nce", type=float, default=UnpairedConfig.lambda_nce,
+                       help="contrastive: weight of the mask-guided PatchNCE term (default %(default)s)")
     train.add_argument("--lambda-cycle", type=float, default=UnpairedConfig.lambda_cycle,
                        help="contrastive: cycle-consistency weight; 0 drops the cycle (CUT-like)")
     train.add_argument("--lambda-identity", type=float, default=UnpairedConfig.lambda_identity, help="contrastive")
