@@ -195,6 +195,8 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
         outputs = [standardise(image) for image in micrograph_set.images]
         set_cleans = None
         if cleans is not None and micrograph_set.masks is not None:
+            if max(int(i) for i in micrograph_set.indices) >= len(cleans):
+                raise InputError(micrograph_set.folder, f"has micrographs beyond the {len(cleans)} of {args.scenes}")
             set_cleans = [cleans[int(i)][: o.shape[0], : o.shape[1]] for i, o in zip(micrograph_set.indices, outputs)]
         try:
             metrics[name] = score_set(outputs, real_tiles, config, set_cleans, micrograph_set.masks)

@@ -5,15 +5,16 @@ Training uses real tiles only. The condition is the tile's own low-pass (a Gauss
 ε_θ(x_t, t, condition) learns everything the low-pass does not fix (the noise, its spectrum, its
 pixel statistics, fine texture) from real data alone, so no pairs are needed.
 
-Translation conditions on the low-pass of the standardised synthetic micrograph, scaled by the
-synthetic domain's low-pass std: its particles' positions and shapes. Sampling starts from pure
-noise and takes `sampling_steps` strided ancestral steps: the posterior mean given the predicted
-clean image plus fresh noise of the forward step's variance β = 1 − ᾱ_t/ᾱ_s (stochastic: each call
-is a new realisation). β rather than the posterior variance because with few strided steps the
-latter loses variance: with the exact denoiser for white Gaussian data, 16 steps gave 80 % of
-the data variance with it and 95–109 % with β (tests/test_diffusion.py). Inside the particle mask the predicted clean image's low frequencies are set to
-the condition's at every step (ILVR-style guidance), so particles stay where and what the mask says
-while their surroundings follow the real data.
+Translation conditions on the low-pass of the synthetic micrograph made to look like a real
+condition (see `DiffusionTranslator`): its particles' positions and shapes. Sampling starts from
+pure noise and takes `sampling_steps` strided ancestral steps: the posterior mean given the
+predicted clean image plus fresh noise of the forward step's variance β = 1 − ᾱ_t/ᾱ_s (stochastic:
+each call is a new realisation). β rather than the posterior variance because with few strided
+steps the latter loses variance: with the exact denoiser for white Gaussian data, 16 steps gave
+80 % of the data variance with it and 95–109 % with β (tests/test_diffusion.py). Inside the
+particle mask the predicted clean image's low frequencies are set to the synthetic structure's at
+every step (ILVR-style guidance), so particles stay where and what the mask says while their
+surroundings follow the real data.
 """
 
 from __future__ import annotations
