@@ -145,6 +145,16 @@ def test_picking_experiment_from_the_command_line(tmp_path, scenes):
     assert 0 <= values["average_precision"] <= 1 and values["n_true"] > 0
     assert values["n_train_particles"] == 16  # 8 per training micrograph
 
-    result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
-                     tmp_path / "realbg", "--out", tmp_path / "again")
-    assert result.returncode == 2 and "--particle-diameter" in result.stderr and not (tmp_path / "again").exists()
+    for bad in ([], ["--particle-diameter", "-5"], ["--particle-diameter", "100000"]):
+        result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
+                         tmp_path / "realbg", *bad, "--out", tmp_path / "again")
+        assert result.returncode == 2 and "particle" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "again").exists()
+
+
+def test_a_tile_larger_than_the_training_images_is_a_one_line_error(tmp_path, scenes):
+    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    result = run_cli("translate", "train", "--method", "diffusion", "--scenes", scenes, "--real", real,
+                     "--out", tmp_path / "m", "--steps", "2", "--tile", "512")
+    assert result.returncode == 2 and "--tile 512" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m").exists()

@@ -235,6 +235,8 @@ def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarr
 def evaluate_picking(args: argparse.Namespace) -> None:
     if not (args.picking_train and args.picking_test and args.particle_diameter):
         raise InputError(None, "picking needs --picking-train NAME=DIR ..., --picking-test DIR and --particle-diameter")
+    if args.particle_diameter <= 0 or args.picking_steps < 1:
+        raise InputError(None, "--particle-diameter and --picking-steps must be positive")
     test_images, test_xy, pixel_size = _labelled_micrographs(args.picking_test)
     train_sets = {}
     for name, folder in _named_folders(args.picking_train, "--picking-train").items():
@@ -243,6 +245,10 @@ def evaluate_picking(args: argparse.Namespace) -> None:
             raise InputError(folder, f"pixel size {train_pixel:.4g} Å differs from {pixel_size:.4g} Å of the test set")
         train_sets[name] = (images, xy)
     diameter_px = args.particle_diameter / pixel_size
+    smallest = min(min(image.shape) for image in test_images)
+    if diameter_px > smallest / 2:
+        raise InputError(args.picking_test, f"a {args.particle_diameter:g} Å particle is {diameter_px:.0f} px, more "
+                         f"than half of the smallest micrograph ({smallest} px)")
     # Topaz's recipe: a particle 10-30 px across after downsampling, positives within ~3 px of a centre.
     downsample = max(1.0, diameter_px / 14)
     config = PickerConfig(downsample=downsample, label_radius=max(downsample, 0.2 * diameter_px),

@@ -109,6 +109,10 @@ def _dose_per_pixel(scene_dir: Path) -> float:
 
 def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
     real, _ = _real_parts(args.real, pixel_size, args.holdout)
+    smallest = min(min(image.shape) for image in (*cleans, *real))
+    if not 16 <= args.tile <= smallest:
+        raise InputError(None, f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
+                               "image (a scene micrograph or the training part of a real one)")
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
     if args.method == "diffusion":
         config = DiffusionConfig(model=model, steps=args.steps or DiffusionConfig.steps,
