@@ -158,3 +158,24 @@ def test_a_tile_larger_than_the_training_images_is_a_one_line_error(tmp_path, sc
                      "--out", tmp_path / "m", "--steps", "2", "--tile", "512")
     assert result.returncode == 2 and "--tile 512" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["apply", "--baseline", "gaussian", "--tile", "32", "--margin", "16"], "--margin"),
+    (["apply", "--baseline", "gaussian", "--guidance", "2"], "--guidance"),
+    (["train", "--real", "REAL", "--steps", "0"], "--steps"),
+    (["train", "--real", "REAL", "--sampling-steps", "0"], "--sampling-steps"),
+])
+def test_impossible_settings_are_one_line_errors(tmp_path, scenes, argv, message):
+    real = str(shared_data("micrograph_epu", "epu2.9_example.mrc"))
+    argv = [real if a == "REAL" else a for a in argv]
+    result = run_cli("translate", *argv, "--scenes", scenes, "--out", tmp_path / "out")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_file_that_is_not_a_translator_is_a_one_line_error(tmp_path, scenes):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "translator.pt").write_text("not a model")
+    result = run_cli("translate", "apply", "--model", tmp_path / "model", "--scenes", scenes, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "not a translator model" in result.stderr and "Traceback" not in result.stderr

@@ -176,6 +176,8 @@ def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str
 def evaluate_micrographs(args: argparse.Namespace) -> None:
     if not 0 < args.holdout < 1:
         raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
+    if args.tile < 16 or args.classifier_repeats < 1 or args.classifier_steps < 1:
+        raise InputError(None, "--tile must be at least 16 px, --classifier-repeats and --classifier-steps at least 1")
     sets = {name: read_micrograph_set(folder) for name, folder in _named_folders(args.micrographs).items()}
     first = next(iter(sets.values()))
     for micrograph_set in sets.values():

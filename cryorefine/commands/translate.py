@@ -166,6 +166,20 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
     log.info("wrote %d micrographs (%s) to %s", len(cleans), args.baseline or f"model {args.model}", args.out)
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse impossible settings before any work."""
+    if args.action == "train":
+        if (args.steps is not None and args.steps < 1) or (args.batch_size is not None and args.batch_size < 2):
+            raise InputError(None, "--steps must be at least 1 and --batch-size at least 2")
+    elif args.tile <= 2 * args.margin or args.margin < 0:
+        raise InputError(None, f"--tile {args.tile} must be larger than twice --margin {args.margin} (and the margin >= 0)")
+    if getattr(args, "sampling_steps", None) is not None and args.sampling_steps < 1:
+        raise InputError(None, "--sampling-steps must be at least 1")
+    if getattr(args, "guidance", None) is not None and not 0 <= args.guidance <= 1:
+        raise InputError(None, f"--guidance {args.guidance} must be between 0 and 1")
+
+
 def main(args: argparse.Namespace) -> None:
+    _check_numbers(args)
     cleans, masks, pixel_size = synthetic_scenes(args.scenes)
     (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size)

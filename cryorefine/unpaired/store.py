@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.unpaired.data import Standardiser
@@ -46,7 +48,15 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
 
 
 def load_translator(path: Path) -> AnyTranslator:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return _translator_from_state(state)
+    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise InputError(path, f"not a translator model of this cryorefine version ({type(exc).__name__}: {exc}); "
+                               "train it again") from None
+
+
+def _translator_from_state(state: dict) -> AnyTranslator:
     values = dict(state["config"])
     model = ModelConfig(**values.pop("model"))
     synthetic, real = Standardiser(**state["synthetic"]), Standardiser(**state["real"])
