@@ -179,3 +179,14 @@ def test_a_model_file_that_is_not_a_translator_is_a_one_line_error(tmp_path, sce
     (tmp_path / "model" / "translator.pt").write_text("not a model")
     result = run_cli("translate", "apply", "--model", tmp_path / "model", "--scenes", scenes, "--out", tmp_path / "o")
     assert result.returncode == 2 and "not a translator model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_set_with_more_micrographs_than_its_scene_is_a_one_line_error(tmp_path, scenes):
+    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in ("micrograph", "mask"):
+        (folder / f"{name}_005.mrc").write_bytes((scenes / f"{name}_000.mrc").read_bytes())
+    result = run_cli("evaluate", "--micrographs", f"a={folder}", "--real", real, "--scenes", scenes,
+                     "--out", tmp_path / "e")
+    assert result.returncode == 2 and "beyond the 2" in result.stderr and "Traceback" not in result.stderr
