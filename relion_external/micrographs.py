@@ -22,7 +22,7 @@ import pandas as pd
 
 from cryorefine.errors import InputError
 from cryorefine.io.atomic import atomic_write_text
-from cryorefine.io.star import format_table, read_star_tables
+from cryorefine.io.star import read_coordinate_star, read_star_tables, write_star
 from relion_external.nodes import NodeKind, OutputNode, RelionVersion
 
 MICROGRAPHS_STAR = "micrographs.star"
@@ -33,11 +33,6 @@ SCENE_DESCRIPTION = "scene.json"
 SCENE_MICROGRAPH = "micrograph_{:03d}.mrc"
 SCENE_COORDINATES = "coords_{:03d}.star"
 TRANSLATED_MICROGRAPH = "translated_{:03d}.mrc"
-
-
-def _star_text(tables: dict[str, pd.DataFrame]) -> str:
-    """RELION 3.1 STAR text: each table under its `# version 30001` line."""
-    return "".join(f"\n# version 30001\n\n{format_table(name, table)}" for name, table in tables.items())
 
 
 def micrograph_nodes(job_dir: Path, version: RelionVersion) -> list[OutputNode]:
@@ -57,9 +52,9 @@ def write_micrograph_nodes(job_dir: Path, scene_dir: Path, micrograph_dir: Path,
     names = [str(micrograph_dir / template.format(index)) for index in range(count)]
     coordinates = [str(Path(name).with_suffix("")) + COORDINATE_SUFFIX for name in names]
     for index, path in enumerate(coordinates):
-        table = next(iter(read_star_tables(scene_dir / SCENE_COORDINATES.format(index)).values()))
+        table = read_coordinate_star(scene_dir / SCENE_COORDINATES.format(index))
         table = table.drop(columns=[column for column in table.columns if column.startswith("rlnDefocus")])
-        atomic_write_text(Path(path), _star_text({"": table}))
+        write_star(path, {"": table})
     optics_table = pd.DataFrame({
         "rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
         "rlnMicrographOriginalPixelSize": [float(config["pixel_size"])], "rlnVoltage": [float(optics["voltage_kv"])],
@@ -73,13 +68,12 @@ def write_micrograph_nodes(job_dir: Path, scene_dir: Path, micrograph_dir: Path,
         "rlnDefocusU": [float(d["u_a"]) for d in defocus], "rlnDefocusV": [float(d["v_a"]) for d in defocus],
         "rlnDefocusAngle": [float(d["angle_deg"]) for d in defocus],
     })
-    atomic_write_text(job_dir / MICROGRAPHS_STAR,
-                      _star_text({"optics": optics_table, "micrographs": micrographs_table}))
+    write_star(job_dir / MICROGRAPHS_STAR, {"optics": optics_table, "micrographs": micrographs_table})
     if version is RelionVersion.V3_1:
         atomic_write_text(job_dir / SUFFIX_NODE, f"{job_dir / MICROGRAPHS_STAR}\n")
     else:
         listing = pd.DataFrame({"rlnMicrographName": names, "rlnMicrographCoordinates": coordinates})
-        atomic_write_text(job_dir / COORDINATE_LIST, _star_text({"coordinate_files": listing}))
+        write_star(job_dir / COORDINATE_LIST, {"coordinate_files": listing})
 
 
 def read_micrograph_names(star: Path) -> list[str]:

@@ -42,7 +42,7 @@ from cryorefine.metrics import ClassifierConfig, evaluate_sets
 from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
                                             read_micrograph_set, score_set, standardise)
 from cryorefine.metrics.picking import PickerConfig, picking_experiment
-from cryorefine.scene.coordinates import read_coordinate_star
+from cryorefine.io.star import read_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import read_micrograph, write_map
-from cryorefine.scene.coordinates import read_coordinate_star, write_coordinate_star
+from cryorefine.io.star import read_coordinate_star
+from cryorefine.scene.coordinates import write_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
 from cryorefine.unpaired.diffusion import DiffusionConfig, DiffusionTranslator, train_diffusion
 from cryorefine.unpaired.methods import BASELINES, noise_baseline, real_background, translate_micrograph

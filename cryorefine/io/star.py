@@ -371,9 +371,21 @@ def format_table(name: str, table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def write_star(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None:
+    """Write named tables as a RELION 3.1 STAR file (each under its `# version 30001` line), atomically."""
+    atomic_write_text(Path(path), "\n" + "".join(f"# version 30001\n\n{format_table(name, table)}"
+                                                  for name, table in tables.items()))
+
+
 def write_particle_star(path: str | os.PathLike, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
     """Write a RELION 3.1 particle STAR file atomically."""
-    text = "\n# version 30001\n\n" + format_table("optics", optics) + "# version 30001\n\n" + format_table(
-        "particles", particles
-    )
-    atomic_write_text(Path(path), text)
+    write_star(path, {"optics": optics, "particles": particles})
+
+
+def read_coordinate_star(path: Path) -> pd.DataFrame:
+    """The table of a RELION coordinate STAR file (`cryorefine scene`'s or a picker's)."""
+    table = next(iter(read_star_tables(path).values()))
+    for column in ("rlnCoordinateX", "rlnCoordinateY"):
+        if column not in table:
+            raise InputError(path, f"no {column} column")
+    return table

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cryorefine.errors import InputError
-from cryorefine.io.atomic import atomic_write_text
-from cryorefine.io.star import format_table, read_star_tables
+from cryorefine.io.star import write_star
 from cryorefine.scene.builder import Scene
 from cryorefine.scene.species import Species
 
@@ -36,13 +34,5 @@ def coordinate_table(scene: Scene, species: list[Species]) -> pd.DataFrame:
 
 
 def write_coordinate_star(path: Path, table: pd.DataFrame) -> None:
-    atomic_write_text(path, "\n# version 30001\n\n" + format_table("", table))
+    write_star(path, {"": table})
 
-
-def read_coordinate_star(path: Path) -> pd.DataFrame:
-    """The coordinate table of a file written by `write_coordinate_star` (or RELION's picker)."""
-    table = next(iter(read_star_tables(path).values()))
-    for column in ("rlnCoordinateX", "rlnCoordinateY"):
-        if column not in table:
-            raise InputError(path, f"no {column} column")
-    return table
