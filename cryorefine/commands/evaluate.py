@@ -40,10 +40,10 @@ from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
 from cryorefine.metrics import ClassifierConfig, evaluate_sets
 from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
-                                            read_micrograph_set, score_set, standardise)
+                                            read_micrograph_set, score_set)
 from cryorefine.metrics.picking import PickerConfig, picking_experiment
 from cryorefine.io.star import read_coordinate_star
-from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
+from cryorefine.unpaired.data import Standardiser, real_micrograph, synthetic_scenes
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,11 @@ def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str
     return named
 
 
+def _standardise(image: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the whole micrograph (real and synthetic units differ)."""
+    return Standardiser.fit([image]).forward(image)
+
+
 def evaluate_micrographs(args: argparse.Namespace) -> None:
     if not 0 < args.holdout < 1:
         raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
@@ -184,7 +189,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
         if abs(micrograph_set.pixel_size - first.pixel_size) > 1e-3 * first.pixel_size:
             raise InputError(micrograph_set.folder, f"pixel size {micrograph_set.pixel_size:.4g} Å differs from "
                              f"{first.pixel_size:.4g} Å in {first.folder}")
-    real = [standardise(real_micrograph(path, first.pixel_size, args.holdout)[1]) for path in args.real]
+    real = [_standardise(real_micrograph(path, first.pixel_size, args.holdout)[1]) for path in args.real]
     config = MicrographScoreConfig(tile=args.tile, classifier_steps=args.classifier_steps,
                                    classifier_repeats=args.classifier_repeats, seed=args.seed)
     try:
@@ -194,7 +199,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
     cleans = synthetic_scenes(args.scenes)[0] if args.scenes else None
     metrics, images = {}, {}
     for name, micrograph_set in sets.items():
-        outputs = [standardise(image) for image in micrograph_set.images]
+        outputs = [_standardise(image) for image in micrograph_set.images]
         set_cleans = None
         if cleans is not None and micrograph_set.masks is not None:
             if max(int(i) for i in micrograph_set.indices) >= len(cleans):

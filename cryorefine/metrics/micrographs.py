@@ -69,10 +69,6 @@ def read_micrograph_set(folder: Path) -> MicrographSet:
                          coordinates if all(c.exists() for c in coordinates) else None)
 
 
-def standardise(image: np.ndarray) -> np.ndarray:
-    return ((image - image.mean()) / max(float(image.std()), 1e-12)).astype(np.float32)
-
-
 def grid_tiles(images: list[np.ndarray], size: int) -> torch.Tensor:
     """All non-overlapping (size, size) tiles of the images, (N, size, size)."""
     tiles = [image[y : y + size, x : x + size] for image in images
