@@ -17,31 +17,73 @@ downstream use). All models work on raw's intensity scale; with the residual r =
   regressing the residual variance on the clean level over quantile bins. When that is not
   identifiable (β or the skewness not above 3 standard errors, or σ_p² outside (0, V)) the split
   is fixed at half the variance each, σ_p² = V/2, and D = (σ_p³/κ3)² as for ``poisson``.
-- ``coloured``: clean + μ + Gaussian noise whose ring-averaged power spectrum equals the measured
-  noise power spectrum of r (cryorefine.metrics.spectral.noise_power_spectrum): white noise is
-  multiplied in Fourier space by √P(ring). Its variance is V by Parseval.
+- ``coloured``: clean + μ + ℓ·n, n stationary Gaussian noise whose ring-averaged power spectrum is
+  the measured noise power spectrum of r (cryorefine.metrics.spectral.noise_power_spectrum, white
+  noise multiplied in Fourier space by √P(ring)), and ℓ a per-particle noise level drawn from the
+  measured distribution of the particles' residual std (real particles sit in ice of different
+  thickness; one global level is not real). E[ℓ²] = 1, so the set's variance is V. The measured
+  spread of ℓ² is corrected for the sampling error of one image's variance, 2/N_eff, with N_eff the
+  effective number of independent pixels of coloured noise, (Σ P)²/Σ P² over the Fourier grid.
+- ``residual`` (real-noise transplant, `ResidualBank`): clean + r_j, r_j = raw_j − sim_j the residual
+  of another training particle j (never the particle's own), under a random one of the 8 rotations
+  and flips of the square and a random cyclic shift. Real ice, detector noise, neighbours and model
+  error, exact ground truth, no training. Limited by its bank (at most RESIDUAL_BANK_PIXELS pixels of
+  residuals are kept) and by carrying the model error of its own particle: r_j holds
+  whatever of particle j's signal the simulation missed (pose error, envelope, contrast), now on top
+  of a different particle.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import ring_indices, default_bins
 
-BASELINES = ("gaussian", "poisson", "gaussian+poisson", "coloured")
+BASELINES = ("gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
 DOSE_MIN = 1.0
 DOSE_MAX = 1e6
 SIGNAL_BINS = 20
+# Quantiles of the per-particle noise level kept by the coloured model (equally likely when drawn).
+NOISE_LEVELS = 64
+# The residual bank holds at most this many pixels (64 MiB of float32): 2000 images of 48 px,
+# 1024 of 128 px, 256 of 256 px.
+RESIDUAL_BANK_PIXELS = 2**24
+NOISE_MODELS_NAME = "noise_models.json"
+RESIDUAL_BANK_NAME = "residual_bank.npy"
+
+
+def coloured_noise(count: int, height: int, width: int, power: torch.Tensor, levels: torch.Tensor | None,
+                   generator: torch.Generator | None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(count, height, width) Gaussian noise with ring power `power` (DC..Nyquist + corners), each image
+    scaled by a level drawn uniformly from `levels` (None: level 1). On `power`'s device.
+
+    The one implementation of coloured noise: the `coloured` baseline and the physics-prior
+    generator's noise source both draw from it.
+    """
+    device = power.device
+    ring, _ = ring_indices(height, width, len(power) - 1, str(device))
+    amplitude = power.to(dtype).clamp_min(0).sqrt()[ring].reshape(height, width // 2 + 1)
+    white = torch.randn(count, height, width, generator=generator, dtype=dtype, device=device)
+    noise = torch.fft.irfft2(torch.fft.rfft2(white, norm="ortho") * amplitude, s=(height, width), norm="ortho")
+    if levels is None:
+        return noise
+    pick = torch.randint(len(levels), (count,), generator=generator, device=device)
+    return noise * levels.to(dtype)[pick][:, None, None]
 
 
 @dataclass
 class NoiseModel:
-    """A fitted noise baseline; `sample` turns clean images into noisy ones on raw's scale."""
+    """A fitted parametric noise baseline; `sample` turns clean images into noisy ones on raw's scale."""
 
     kind: str
     offset: float = 0.0  # μ, mean residual
@@ -49,27 +91,39 @@ class NoiseModel:
     poisson_std: float = 0.0  # σ_p, Poisson noise std at background
     dose: float = DOSE_MAX  # D, electrons per pixel at background
     noise_power: list[float] | None = None  # coloured: power per ring, DC..Nyquist + corners
+    noise_levels: list[float] | None = None  # coloured: per-particle noise level quantiles, E[ℓ²] = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in BASELINES:
-            raise ValueError(f"unknown noise baseline {self.kind!r}; choose from {', '.join(BASELINES)}")
+        if self.kind not in BASELINES or self.kind == "residual":
+            parametric = [b for b in BASELINES if b != "residual"]
+            raise ValueError(f"unknown noise baseline {self.kind!r}; choose from {', '.join(parametric)}")
         if self.kind == "coloured" and not self.noise_power:
             raise ValueError("a coloured noise model needs its noise_power spectrum")
+        numbers = [self.offset, self.gaussian_std, self.poisson_std, self.dose,
+                   *(self.noise_power or []), *(self.noise_levels or [])]
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"{self.kind} noise model has non-finite parameters")
+        if min(self.gaussian_std, self.poisson_std) < 0 or self.dose <= 0 or min(self.noise_levels or [0]) < 0:
+            raise ValueError(f"{self.kind} noise model has negative noise levels or dose")
 
     @property
     def contrast(self) -> float:
         """c in Poisson(D·(1 + c·clean)): fractional change of the expected counts per unit of signal."""
         return 1.0 / (self.poisson_std * math.sqrt(self.dose)) if self.poisson_std > 0 else 0.0
 
-    def sample(self, clean: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, clean: torch.Tensor, generator: torch.Generator, keys: Sequence[str] | None = None) -> torch.Tensor:
         """Noisy version of clean images (B, H, W), same dtype and device; seeded by `generator`.
 
         The noise is drawn (in float64) on the generator's device, so a CPU generator gives the
-        same numbers whatever device `clean` lives on.
+        same numbers whatever device `clean` lives on. `keys` (particle identities) matter only
+        to the residual bank; they are accepted here so every baseline is called the same way.
         """
         work = clean.detach().to(device=generator.device, dtype=torch.float64)
         if self.kind == "coloured":
-            noisy = work + self._coloured(work.shape, generator)
+            power = torch.tensor(self.noise_power, dtype=torch.float64, device=generator.device)
+            levels = None if not self.noise_levels else torch.tensor(self.noise_levels, dtype=torch.float64,
+                                                                     device=generator.device)
+            noisy = work + coloured_noise(work.shape[0], *work.shape[-2:], power, levels, generator)
         else:
             noisy = self._poisson(work, generator) if self.poisson_std > 0 else work
             if self.gaussian_std > 0:
@@ -82,15 +136,6 @@ class NoiseModel:
         counts = torch.poisson(rate, generator=generator)
         return self.poisson_std * (counts - self.dose) / math.sqrt(self.dose)
 
-    def _coloured(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
-        height, width = shape[-2:]
-        power = torch.tensor(self.noise_power, dtype=torch.float64, device=generator.device)
-        ring, _ = ring_indices(height, width, len(power) - 1, str(generator.device))
-        amplitude = power.clamp_min(0).sqrt()[ring].reshape(height, width // 2 + 1)
-        white = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
-        spectrum = torch.fft.rfft2(white, norm="ortho") * amplitude
-        return torch.fft.irfft2(spectrum, s=(height, width), norm="ortho")
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -102,12 +147,56 @@ class NoiseModel:
         return cls(**known)
 
 
+@dataclass
+class ResidualBank:
+    """The `residual` baseline: real residuals raw_j − sim_j of training pairs, transplanted onto new sims.
+
+    `keys` name the particle each residual came from (see `cryorefine.io.star.particle_keys`); a
+    particle found in the bank never receives its own residual.
+    """
+
+    residuals: torch.Tensor  # (K, H, W) float32, on raw's scale (offset included)
+    keys: list[str] = field(default_factory=list)
+    kind: str = "residual"
+
+    def __post_init__(self) -> None:
+        if self.residuals.dim() != 3 or len(self.residuals) < 2:
+            raise ValueError("a residual bank needs at least 2 residual images (K, H, W)")
+        if len(self.keys) != len(self.residuals):
+            raise ValueError(f"residual bank has {len(self.residuals)} images but {len(self.keys)} keys")
+        if not bool(torch.isfinite(self.residuals).all()):
+            raise ValueError("residual bank holds non-finite values")
+
+    def sample(self, clean: torch.Tensor, generator: torch.Generator, keys: Sequence[str] | None = None) -> torch.Tensor:
+        """clean (B, H, W) + a randomly turned, flipped and shifted residual of another particle."""
+        count, (height, width) = clean.shape[0], clean.shape[-2:]
+        if (height, width) != tuple(self.residuals.shape[-2:]):
+            raise ValueError(f"residual bank is {tuple(self.residuals.shape[-2:])} px, images are {(height, width)}")
+        size = len(self.residuals)
+        own = torch.full((count,), size, dtype=torch.long)
+        if keys is not None:
+            where = {key: i for i, key in enumerate(self.keys)}
+            own = torch.tensor([where.get(key, size) for key in keys], dtype=torch.long)
+        cpu = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+        draw = torch.floor(torch.rand(count, generator=cpu) * (size - (own < size).long())).long()
+        pick = draw + (draw >= own).long()  # skips the particle's own residual: uniform over the others
+        turns = torch.randint(8, (count,), generator=cpu)
+        shifts = torch.randint(height * width, (count,), generator=cpu)
+        noise = torch.empty(count, height, width, dtype=torch.float64)
+        for i in range(count):
+            image = torch.rot90(self.residuals[pick[i]].double(), int(turns[i]) % 4, dims=(0, 1))
+            image = image.flip(1) if turns[i] >= 4 else image
+            noise[i] = torch.roll(image, (int(shifts[i]) // width, int(shifts[i]) % width), dims=(0, 1))
+        return (clean.detach().double().cpu() + noise).to(device=clean.device, dtype=clean.dtype)
+
+
+Baseline = NoiseModel | ResidualBank
+
+
 def _dose_from_skewness(std: float, third_moment: float) -> float:
     if third_moment <= 0 or std <= 0:
         return DOSE_MAX
     return float(np.clip((std**3 / third_moment) ** 2, DOSE_MIN, DOSE_MAX))
-
-
 def _variance_slope(residual: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """dVar(residual)/dclean and its standard error, from a weighted line through per-quantile-bin variances."""
     edges = np.unique(np.quantile(clean, np.linspace(0, 1, SIGNAL_BINS + 1)))
@@ -127,10 +216,50 @@ def _variance_slope(residual: np.ndarray, clean: np.ndarray) -> tuple[float, flo
     return float(slope), float(np.sqrt(cov[0, 0]))
 
 
-def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor) -> dict[str, NoiseModel]:
-    """Fit every baseline on paired images (N, H, W): raw ≈ sim + noise, sim on raw's scale."""
+def _full_grid_power(power: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """P on every rfft coefficient, and each coefficient's weight in the full DFT plane (1 or 2)."""
+    ring, _ = ring_indices(height, width, len(power) - 1, str(power.device))
+    weight = torch.ones(height, width // 2 + 1, dtype=power.dtype, device=power.device)
+    weight[:, 1 : (width + 1) // 2] = 2  # the rfft half-plane stands for its mirror image too
+    return power.clamp_min(0)[ring], weight.flatten()
+
+
+def noise_std(power: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pixel std of coloured noise with ring power `power` (Parseval, orthonormal DFT)."""
+    grid, weight = _full_grid_power(power, height, width)
+    return ((grid * weight).sum() / (height * width)).sqrt()
+
+
+def noise_levels(residual: torch.Tensor, power: torch.Tensor) -> list[float]:
+    """NOISE_LEVELS quantiles of the per-particle noise level ℓ_i (E[ℓ²] = 1) of residuals (N, H, W).
+
+    ℓ_i² = v_i / mean(v), v_i the variance of residual i. One image's variance scatters by about
+    2/N_eff even when every particle has the same level (N_eff from the noise power spectrum
+    `power`), so the measured spread of ℓ² is shrunk by that much: identical levels give ℓ = 1.
+    """
+    height, width = residual.shape[-2:]
+    variance = residual.double().flatten(1).var(dim=1)
+    relative = variance / variance.mean()
+    grid, weight = _full_grid_power(power.double(), height, width)
+    effective_pixels = float((weight * grid).sum() ** 2 / (weight * grid**2).sum().clamp_min(1e-300))
+    observed_spread = float(relative.var()) if len(relative) > 1 else 0.0
+    keep = math.sqrt(max(0.0, 1 - (2 / effective_pixels) / observed_spread)) if observed_spread > 0 else 0.0
+    squared = (1 + (relative - 1) * keep).clamp_min(0)
+    quantiles = torch.quantile(squared, (torch.arange(NOISE_LEVELS, dtype=torch.float64) + 0.5) / NOISE_LEVELS)
+    quantiles = quantiles / quantiles.mean()
+    return [float(v) for v in quantiles.sqrt()]
+
+
+def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor, keys: Sequence[str] | None = None) -> dict[str, Baseline]:
+    """Fit every baseline on paired images (N, H, W): raw ≈ sim + noise, sim on raw's scale.
+
+    `keys` name the particles (for the residual bank: a particle never gets its own residual back);
+    without them the rows are named by their index.
+    """
     if raw.shape != sim.shape or raw.dim() != 3:
         raise ValueError(f"raw and sim must be paired (N, H, W) stacks, got {tuple(raw.shape)} and {tuple(sim.shape)}")
+    if keys is not None and len(keys) != len(raw):
+        raise ValueError(f"{len(keys)} particle keys for {len(raw)} images")
     residual_t = raw.double() - sim.double()
     residual = residual_t.cpu().numpy().ravel()
     clean = sim.double().cpu().numpy().ravel()
@@ -153,10 +282,44 @@ def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor) -> dict[str, NoiseMod
     gaussian_std = math.sqrt(max(variance - poisson_std**2, 0.0))
 
     power = noise_power_spectrum(residual_t, default_bins(min(raw.shape[-2:])))
+    bank_size = max(2, min(len(raw), RESIDUAL_BANK_PIXELS // (raw.shape[-1] * raw.shape[-2])))
+    names = [str(i) for i in range(len(raw))] if keys is None else list(keys)
     return {
         "gaussian": NoiseModel("gaussian", offset=offset, gaussian_std=std),
         "poisson": NoiseModel("poisson", offset=offset, poisson_std=std, dose=_dose_from_skewness(std, third)),
         "gaussian+poisson": NoiseModel("gaussian+poisson", offset=offset, gaussian_std=gaussian_std,
                                        poisson_std=poisson_std, dose=dose),
-        "coloured": NoiseModel("coloured", offset=offset, noise_power=[float(p) for p in power]),
+        "coloured": NoiseModel("coloured", offset=offset, noise_power=[float(p) for p in power],
+                               noise_levels=noise_levels(residual_t, power)),
+        "residual": ResidualBank(residual_t[:bank_size].float().cpu().contiguous(), names[:bank_size]),
     }
+
+
+def save_noise_models(model_dir: str | os.PathLike, models: dict[str, Baseline]) -> None:
+    """MODEL_DIR/noise_models.json (parametric models; the bank's keys) + residual_bank.npy (its images)."""
+    model_dir = Path(model_dir)
+    described = {}
+    for name, model in models.items():
+        if isinstance(model, ResidualBank):
+            with atomic_path(model_dir / RESIDUAL_BANK_NAME) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, model.residuals.numpy().astype(np.float32))
+            described[name] = {"kind": "residual", "images": RESIDUAL_BANK_NAME, "keys": model.keys}
+        else:
+            described[name] = model.to_dict()
+    atomic_write_text(model_dir / NOISE_MODELS_NAME, json.dumps(described, indent=2) + "\n")
+
+
+def load_noise_model(model_dir: str | os.PathLike, kind: str) -> Baseline:
+    """One fitted baseline of a model folder; ValueError says what is missing or wrong."""
+    path = Path(model_dir) / NOISE_MODELS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no {NOISE_MODELS_NAME}")
+    description = json.loads(path.read_text())[kind]
+    if description.get("kind") != "residual":
+        return NoiseModel.from_dict(description)
+    bank_path = Path(model_dir) / str(description["images"])
+    if not bank_path.is_file():
+        raise ValueError(f"its residual bank {bank_path.name} is missing")
+    images = np.load(bank_path, allow_pickle=False)
+    return ResidualBank(torch.from_numpy(np.asarray(images, dtype=np.float32)), [str(k) for k in description["keys"]])

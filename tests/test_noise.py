@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from cryorefine.noise import BASELINES, NoiseModel, fit_noise_models
+from cryorefine.noise import (BASELINES, NoiseModel, ResidualBank, fit_noise_models, load_noise_model,
+                              save_noise_models)
 from cryorefine.spectra import rpsd_distance
 
 N, BOX = 64, 48
@@ -97,11 +98,16 @@ def test_gaussian_plus_poisson_falls_back_to_half_split_for_symmetric_noise(pair
     assert model.poisson_std == pytest.approx(model.gaussian_std, rel=1e-6)
 
 
-def test_to_dict_from_dict_round_trip_through_json(paired):
+def test_save_and_load_round_trip_through_the_model_folder(paired, tmp_path):
     _, clean, models = paired
-    for model in models.values():
-        restored = NoiseModel.from_dict(json.loads(json.dumps(model.to_dict())))
-        assert restored == model
+    save_noise_models(tmp_path, models)
+    assert json.loads((tmp_path / "noise_models.json").read_text())["residual"]["images"] == "residual_bank.npy"
+    for name, model in models.items():
+        restored = load_noise_model(tmp_path, name)
+        if isinstance(model, NoiseModel):
+            assert restored == model
+        else:
+            assert torch.equal(restored.residuals, model.residuals) and restored.keys == model.keys
         a = model.sample(clean[:4], torch.Generator().manual_seed(8))
         b = restored.sample(clean[:4], torch.Generator().manual_seed(8))
         assert torch.equal(a, b)

@@ -53,7 +53,7 @@ def test_train_writes_model_log_plots_and_baselines(model):
     lines = (model / "log.csv").read_text().splitlines()
     assert lines[0].split(",")[:6] == ["step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd"]
     assert [line.split(",")[0] for line in lines[1:]] == ["2", "4"]
-    assert set(json.loads((model / "noise_models.json").read_text())) == {"gaussian", "poisson", "gaussian+poisson", "coloured"}
+    assert set(json.loads((model / "noise_models.json").read_text())) == {"gaussian", "poisson", "gaussian+poisson", "coloured", "residual"}
     assert not list(model.glob(".*partial*"))
 
 

@@ -22,7 +22,7 @@ from cryorefine.gan.inference import NOISE_CHOICES, Refiner
 from cryorefine.io.star import image_path_prefix
 from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import ParticleImages, StackWriter
-from cryorefine.io.star import read_particle_star, write_particle_star
+from cryorefine.io.star import particle_keys, read_particle_star, write_particle_star
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ def main(args: argparse.Namespace) -> None:
     pixel_size = float(star.optics["rlnImagePixelSize"].astype(float).iloc[0])
     prefix = image_path_prefix(args.out, args.project_dir)
     n = len(star)
+    keys = particle_keys(star.particles)
     try:
         with StagedOutputDir(args.out) as staged:
             with StackWriter(staged.path("particles.mrcs"), n, images.box, pixel_size) as writer:
                 for start in tqdm(range(0, n, args.batch_size), desc="apply", unit="batch", mininterval=2.0):
                     rows = np.arange(start, min(start + args.batch_size, n))
-                    writer.write(start, refiner(images.read(rows)))
+                    writer.write(start, refiner(images.read(rows), [keys[i] for i in rows]))
             particles = star.particles.copy()
             particles["rlnImageName"] = [f"{i + 1:06d}@{prefix}particles.mrcs" for i in range(n)]
             write_particle_star(staged.path("particles.star"), star.optics, particles)

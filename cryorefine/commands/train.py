@@ -5,8 +5,9 @@ from the original stacks by --num-workers loader processes and re-boxed, normali
 on the training device exactly as `simulate` would (the sim scale fitted on a sample of particles).
 
 Writes MODEL_DIR/checkpoint.pt + config.json (the model), log.csv (losses and validation
-metrics), plots/{panels,rpsd,losses}.png and noise_models.json (the fitted noise baselines
-that `apply --noise` offers beside the GAN).
+metrics), plots/{panels,rpsd,losses}.png and noise_models.json + residual_bank.npy (the noise
+baselines fitted on the training pairs, which `apply --noise` offers beside the GAN; the default
+generator starts from the coloured one).
 
 Examples:
   cryorefine train --pairs pairs/ --out model/ --steps 400
@@ -32,12 +33,12 @@ from cryorefine import noise
 from cryorefine.commands.simulate import add_simulation_args
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
-from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
+from cryorefine.gan.config import NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import PairedParticles, PairSource
-from cryorefine.gan.inference import NOISE_MODELS_NAME
 from cryorefine.gan.onthefly import OnTheFlyPairs
 from cryorefine.gan.trainer import Distributed, Performance, Trainer
 from cryorefine.io.atomic import atomic_write_text
+from cryorefine.io.star import particle_keys
 from cryorefine.simulate import SimulateConfig
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ _OPTIONS = {
     "lambda_l1": (LossConfig, "lambda_l1"), "lambda_rpsd": (LossConfig, "lambda_rpsd"),
     "lambda_histogram": (LossConfig, "lambda_histogram"),
     "base_channels": (ModelConfig, "base_channels"), "depth": (ModelConfig, "depth"),
-    "noise_channels": (ModelConfig, "noise_channels"),
+    "noise_channels": (ModelConfig, "noise_channels"), "noise_prior": (ModelConfig, "noise_prior"),
 }
 
 
@@ -80,10 +81,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     helps = {
         "gan_loss": "adversarial loss: lsgan or hinge", "lambda_l1": "weight of paired L1 (keep modest: large values "
         "make the generator output a denoised mean)", "lambda_rpsd": "weight of the RPSD L1 term",
+        "noise_prior": "the generator's noise source: coloured (the fitted coloured baseline, corrected by the "
+        "network) or white (the network makes all the noise)",
     }
+    choices = {"noise_prior": NOISE_PRIORS}
     for option, (cls, name) in _OPTIONS.items():
         default = _default(cls, name)
         parser.add_argument(f"--{option.replace('_', '-')}", type=type(default), default=default,
+                            choices=choices.get(option),
                             help=f"{helps.get(option, name.replace('_', ' '))} (default: {default})")
 
 
@@ -120,12 +125,12 @@ def simulation_record(source: OnTheFlyPairs) -> dict:
             "scale_per_optics_group": {str(g): s for g, s in (source.scales or {}).items()}}
 
 
-def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[str, dict]:
-    """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) training pairs, as dicts."""
+def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[str, noise.Baseline]:
+    """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) training pairs."""
     sample = np.sort(np.random.default_rng(seed).permutation(rows)[:NOISE_FIT_MAX_IMAGES])
     sim, raw = pairs.read(sample)
-    models = noise.fit_noise_models(torch.from_numpy(raw), torch.from_numpy(sim))
-    return {name: model.to_dict() for name, model in models.items()}
+    keys = particle_keys(pairs.particles().iloc[sample])
+    return noise.fit_noise_models(torch.from_numpy(raw), torch.from_numpy(sim), keys)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -140,15 +145,21 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(None, "--num-workers must be 0 or more")
     pairs = open_source(args, device)
     try:
+        # The baselines (and the default generator's noise prior) are fitted on the rows the trainer trains on.
+        train_rows, _ = pairs.split(train_config.seed, train_config.validation_fraction, train_config.max_validation)
+        if isinstance(pairs, OnTheFlyPairs):
+            pairs.fit_scale(train_rows, train_config.seed)  # on every rank: the fit broadcasts rank 0's scale
+        baselines = None
+        if distributed.is_main and not args.resume:
+            baselines = fit_noise_baselines(pairs, train_rows, train_config.seed)
         trainer = Trainer(pairs, args.out, model_config, loss_config, train_config, device,
                           resume=args.resume, distributed=distributed,
-                          performance=Performance(num_workers=args.num_workers, compile=args.compile))
+                          performance=Performance(num_workers=args.num_workers, compile=args.compile),
+                          noise_prior=None if baselines is None else baselines["coloured"])
         if distributed.is_main and isinstance(pairs, OnTheFlyPairs):
             atomic_write_text(args.out / ON_THE_FLY_NAME, json.dumps(simulation_record(pairs), indent=2) + "\n")
-        noise_path = args.out / NOISE_MODELS_NAME
-        if distributed.is_main and not noise_path.exists():
-            baselines = fit_noise_baselines(pairs, trainer.train_rows, train_config.seed)
-            atomic_write_text(noise_path, json.dumps(baselines, indent=2) + "\n")
+        if baselines is not None:
+            noise.save_noise_models(args.out, baselines)
         if distributed.is_main:
             log.info("training on %d pairs (%d held out), %d px, device %s", len(trainer.train_rows),
                      len(trainer.val_rows), pairs.box, device)

@@ -20,7 +20,7 @@ from cryorefine import __version__
 from cryorefine.errors import InputError
 from cryorefine.gan import config as cfg
 from cryorefine.gan.data import Normalisation
-from cryorefine.gan.models import Generator
+from cryorefine.gan.models import Generator, build_generator
 from cryorefine.io.atomic import atomic_path, atomic_write_text
 
 FORMAT = "cryorefine-gan"
@@ -58,8 +58,10 @@ class ModelSettings:
             raise InputError(path, f"model config version {values.get('config_version')} is not supported "
                              f"(this cryorefine reads version {cfg.CONFIG_VERSION})")
         try:
+            # Models saved before the noise prior existed made all their noise from white maps.
+            model = {"noise_prior": "white", **values["model"]}
             return cls(
-                model=cfg.from_dict(cfg.ModelConfig, values["model"]),
+                model=cfg.from_dict(cfg.ModelConfig, model),
                 loss=cfg.from_dict(cfg.LossConfig, values["loss"]),
                 train=cfg.from_dict(cfg.TrainConfig, values["train"]),
                 normalisation=Normalisation(**values["normalisation"]),
@@ -146,8 +148,8 @@ def check_resumable(settings: ModelSettings, model: cfg.ModelConfig, loss: cfg.L
 def load_generator(model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Generator, ModelSettings]:
     """The trained generator in eval mode on `device`, with its settings."""
     settings, state = load_checkpoint(model_dir, map_location=device)
-    generator = Generator(settings.model)
     try:
+        generator = build_generator(settings.model, settings.box)
         generator.load_state_dict(state["generator"])
     except (KeyError, RuntimeError) as exc:
         raise InputError(Path(model_dir) / CHECKPOINT_NAME, f"generator weights do not match its config ({exc})") from None

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 CONFIG_VERSION = 1
+NOISE_PRIORS = ("coloured", "white")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,11 @@ class ModelConfig:
     # Initial weight of the per-channel noise added after every decoder block; non-zero so the
     # noise path carries gradient from step one instead of being learned away (pix2pix collapse).
     noise_init_scale: float = 0.5
+    # The generator's noise source. "coloured": the coloured baseline fitted on the training pairs
+    # (measured noise power spectrum and per-particle noise level) is added to the sim and the
+    # network, whose output layer starts at zero, learns only the correction on top, so at step 0
+    # the model is that baseline. "white": the network makes all the noise from white noise maps.
+    noise_prior: str = "coloured"
     # PatchGAN width; 3 stride-2 layers give 70x70-like patches on a 256 px box, ~22 px here.
     discriminator_channels: int = 32
     discriminator_layers: int = 3

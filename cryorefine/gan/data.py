@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
@@ -94,6 +95,11 @@ class PairSource(ABC):
         """Unnormalised (sim, raw) float32 arrays (len(rows), box, box)."""
         raise NotImplementedError
 
+    @abstractmethod
+    def particles(self) -> pd.DataFrame:
+        """The particle table, row i being pair i (names the particles, see `io.star.particle_keys`)."""
+        raise NotImplementedError
+
     def batch(self, rows: np.ndarray, normalisation: Normalisation, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """`prepare` of `rows` read in this process."""
         rows = np.asarray(rows)
@@ -130,6 +136,9 @@ class PairedParticles(PairSource):
     def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = np.asarray(rows)
         return self.sim.read(rows), self.raw.read(rows)
+
+    def particles(self) -> pd.DataFrame:
+        return self.raw_star.particles
 
     def measure_normalisation(self, rows: np.ndarray, seed: int) -> Normalisation:
         return normalisation_of(self.raw.read(normalisation_sample(rows, seed)), self.pairs_dir)

@@ -6,8 +6,8 @@ training sims' intensity scale (what `cryorefine simulate` writes).
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +18,18 @@ from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.checkpoint import load_generator
 
-NOISE_MODELS_NAME = "noise_models.json"
 NOISE_CHOICES = ("gan", *noise.BASELINES)
 
 
-def load_noise_model(model_dir: str | os.PathLike, kind: str) -> noise.NoiseModel:
-    path = Path(model_dir) / NOISE_MODELS_NAME
+def load_noise_model(model_dir: str | os.PathLike, kind: str) -> noise.Baseline:
+    path = Path(model_dir) / noise.NOISE_MODELS_NAME
     if not path.is_file():
-        raise InputError(Path(model_dir), f"no {NOISE_MODELS_NAME} (expected the output folder of `cryorefine train`)")
+        raise InputError(Path(model_dir), f"no {noise.NOISE_MODELS_NAME} (expected the output folder of `cryorefine train`)")
     try:
-        return noise.NoiseModel.from_dict(json.loads(path.read_text())[kind])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return noise.load_noise_model(model_dir, kind)
+    except KeyError:
+        raise InputError(path, f"no {kind!r} noise model (a model trained by an older cryorefine? train it again)") from None
+    except (ValueError, TypeError, AttributeError, OSError) as exc:
         raise InputError(path, f"no usable {kind!r} noise model ({exc})") from None
 
 
@@ -55,10 +56,11 @@ class Refiner:
                              "(simulate with the same --box and --pixel-size as the training pairs)")
 
     @torch.no_grad()
-    def __call__(self, sim: np.ndarray) -> np.ndarray:
+    def __call__(self, sim: np.ndarray, keys: Sequence[str] | None = None) -> np.ndarray:
+        """Realistic versions of `sim`; `keys` name the particles (the residual bank skips their own)."""
         clean = torch.from_numpy(np.ascontiguousarray(sim, dtype=np.float32)).to(self.device)
         if self.noise_model is not None:
-            return self.noise_model.sample(clean, self.random).cpu().numpy()
+            return self.noise_model.sample(clean, self.random, keys).cpu().numpy()
         norm = self.settings.normalisation
         fake = self.generator(norm.forward(clean)[:, None], self.random)[:, 0]
         return norm.inverse(fake.float()).cpu().numpy()

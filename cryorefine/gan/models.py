@@ -5,6 +5,9 @@ Why noise injection: pix2pix's only randomness is dropout, and against very nois
 collapses to a denoised mean. Here fresh Gaussian maps enter with the input and at every decoder
 scale, so two calls on the same sim give two different, equally plausible noise realisations.
 Why resize + conv: transposed convolutions leave a checkerboard that shows in power spectra.
+Why a physics prior (the default): the coloured-noise baseline fitted on the training pairs is
+already a strong model of real noise, so the default generator starts from it and learns only
+what it misses (pixel statistics, non-stationary structure, signal attenuation and contrast).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cryorefine.gan.config import ModelConfig
+from cryorefine.noise import NOISE_LEVELS, NoiseModel, coloured_noise, noise_std
+from cryorefine.gan.config import NOISE_PRIORS, ModelConfig
+from cryorefine.spectra import default_bins
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -102,3 +107,64 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, sim: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([sim, image], dim=1))
+
+
+class NoisePrior(nn.Module):
+    """The fitted coloured noise model in normalised units, with a learned pixel-value correction.
+
+    Buffers (saved with the weights, moved with the module, broadcast by DDP) hold the ring power
+    spectrum, the per-particle levels and the mean offset. The drawn noise n = σ·z is then bent
+    pixel by pixel, n' = σ·(z + a₂·He₂(z) + a₃·He₃(z)) with the Hermite polynomials He₂ = z² − 1
+    and He₃ = z³ − 3z: a₂ sets the skewness (about 6·a₂) and a₃ the tails, which the U-Net alone
+    learns slowly (right-skewed low-dose noise). Both start at zero, so the prior starts as the baseline.
+    """
+
+    def __init__(self, box: int):
+        super().__init__()
+        self.register_buffer("power", torch.zeros(default_bins(box) + 1, dtype=torch.float64))
+        self.register_buffer("levels", torch.ones(NOISE_LEVELS, dtype=torch.float64))
+        self.register_buffer("offset", torch.zeros((), dtype=torch.float64))
+        self.hermite = nn.Parameter(torch.zeros(2))
+
+    def fit(self, model: NoiseModel, scale: float) -> None:
+        """Take a coloured baseline fitted on raw's scale, for images normalised as (x − mean) / scale."""
+        if model.kind != "coloured" or len(model.noise_power) != len(self.power):
+            raise ValueError(f"the noise prior needs the coloured baseline with {len(self.power)} rings")
+        self.power.copy_(torch.tensor(model.noise_power, dtype=torch.float64) / scale**2)
+        if model.noise_levels:
+            self.levels.copy_(torch.tensor(model.noise_levels, dtype=torch.float64))
+        self.offset.fill_(model.offset / scale)
+
+    def forward(self, count: int, height: int, width: int, generator: torch.Generator | None,
+                dtype: torch.dtype) -> torch.Tensor:
+        power = self.power.float()
+        sample = coloured_noise(count, height, width, power, self.levels.float(), generator, torch.float32)
+        sigma = noise_std(power, height, width).clamp_min(1e-12)
+        z = sample / sigma
+        a2, a3 = self.hermite.float()
+        bent = sigma * (z + a2 * (z * z - 1) + a3 * (z * z * z - 3 * z))
+        return (bent + self.offset.float())[:, None].to(dtype)
+
+
+class PhysicsPriorGenerator(Generator):
+    """sim -> sim + n + correction(sim, n): n drawn from the fitted coloured noise model (`prior`), the
+    correction from the U-Net on [sim, n] whose output layer starts at zero, so that before training
+    the model is exactly the coloured baseline and training can only add to it."""
+
+    def __init__(self, config: ModelConfig, box: int):
+        super().__init__(config)
+        self.stem = ConvBlock(2 + config.noise_channels, channel_widths(config)[0])
+        self.prior = NoisePrior(box)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        prior = self.prior(sim.shape[0], *sim.shape[-2:], generator, sim.dtype)
+        return super().forward(torch.cat([sim, prior], dim=1), generator)[:, :1] + prior
+
+
+def build_generator(config: ModelConfig, box: int) -> Generator:
+    """The generator `config.noise_prior` asks for (box sizes the prior's spectrum)."""
+    if config.noise_prior not in NOISE_PRIORS:
+        raise ValueError(f"unknown noise prior {config.noise_prior!r} (choose from {', '.join(NOISE_PRIORS)})")
+    return PhysicsPriorGenerator(config, box) if config.noise_prior == "coloured" else Generator(config)

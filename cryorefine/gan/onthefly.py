@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -41,6 +42,9 @@ class OnTheFlyPairs(PairSource):
 
     def __len__(self) -> int:
         return len(self.simulator)
+
+    def particles(self) -> pd.DataFrame:
+        return self.simulator.star.particles
 
     def fit_scale(self, rows: np.ndarray, seed: int) -> dict[int, float]:
         """Least-squares sim -> raw scale per optics group on a seeded sample of `rows` (rank 0's, under DDP)."""

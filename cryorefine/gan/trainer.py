@@ -32,8 +32,9 @@ from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import Normalisation, PairSource, step_loader
-from cryorefine.gan.models import Generator, PatchDiscriminator
+from cryorefine.gan.models import PatchDiscriminator, PhysicsPriorGenerator, build_generator
 from cryorefine.io.atomic import atomic_write_text
+from cryorefine.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,11 @@ class Trainer:
 
     def __init__(self, pairs: PairSource, out_dir: str | os.PathLike, model_config: ModelConfig,
                  loss_config: LossConfig, train_config: TrainConfig, device: torch.device, resume: bool = False,
-                 distributed: Distributed = Distributed(), performance: Performance = Performance()):
+                 distributed: Distributed = Distributed(), performance: Performance = Performance(),
+                 noise_prior: NoiseModel | None = None):
+        """`noise_prior`: the coloured baseline fitted on the training pairs, which the default
+        generator starts from (needed on rank 0 of a new run; resumed runs and other ranks get it
+        from the checkpoint or from DDP's first broadcast)."""
         if loss_config.gan_mode not in losses.GAN_MODES:
             raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
@@ -116,7 +121,12 @@ class Trainer:
         self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box)
 
         torch.manual_seed(train_config.seed)
-        self.generator = Generator(model_config).to(device, memory_format=self.memory_format)
+        self.generator = build_generator(model_config, pairs.box)
+        if isinstance(self.generator, PhysicsPriorGenerator) and not resume and distributed.is_main:
+            if noise_prior is None:
+                raise ValueError("the physics-prior generator needs the fitted coloured noise model")
+            self.generator.prior.fit(noise_prior, normalisation.std)
+        self.generator = self.generator.to(device, memory_format=self.memory_format)
         self.discriminator = PatchDiscriminator(model_config).to(device, memory_format=self.memory_format)
         betas = (train_config.beta1, train_config.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr_generator, betas=betas)

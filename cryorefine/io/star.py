@@ -287,6 +287,21 @@ def particle_parameters(star: ParticleStar, require_pose: bool = True, require_c
     return params
 
 
+def particle_keys(particles: pd.DataFrame) -> list[str]:
+    """A name for each particle that survives re-boxing and simulation (rlnImageName does not).
+
+    Micrograph and coordinates when the STAR has them; otherwise the refined pose and defocus,
+    which `simulate` copies unchanged from raw.star to sim.star.
+    """
+    located = ("rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY")
+    if all(c in particles for c in located):
+        return [f"{m}@{float(x):.2f},{float(y):.2f}" for m, x, y in zip(*(particles[c] for c in located))]
+    columns = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst",
+                           "rlnDefocusU", "rlnDefocusV") if c in particles]
+    values = particles[columns].to_numpy(dtype=np.float64) if columns else np.zeros((len(particles), 0))
+    return [",".join(f"{v:.4f}" for v in row) for row in values]
+
+
 def check_optics_supported(star: ParticleStar) -> None:
     """Refuse optics terms the forward model does not include, rather than ignore them."""
     optics = star.optics
