@@ -12,6 +12,14 @@ tiles of the held-out strip of the real micrograph(s) (the columns `translate tr
 RPSD L1, noise power spectra, classifier AUC (mean and std over seeds) and, with --scenes, mask
 preservation. Writes DIR/metrics.json and plots (see cryorefine.metrics.micrographs).
 
+Downstream denoising (--denoise NAME=STAR ..., --denoise-clean CLEAN_STAR, --raw, --sim): one small
+denoiser with a fixed recipe per training set (NAME=STAR: noisy particles whose rows pair with
+CLEAN_STAR, e.g. `apply` run on pairs/sim.star; the real pairs/raw.star itself is the oracle),
+each applied to the held-out --raw particles and scored against their --sim: mean correlation,
+FRC and the gap closed between --denoise-floor and --denoise-oracle. --denoise-test
+NAME=RAW_STAR,SIM_STAR scores on more real sets. Writes DIR/downstream.json (see
+cryorefine.metrics.downstream).
+
 Picking (--picking-train NAME=DIR ..., --picking-test DIR, --particle-diameter): one topaz picker
 per training set (micrographs with their coords_NNN.star), each scored by average precision on
 the same held-out micrographs with known coordinates (see cryorefine.metrics.picking).
@@ -20,6 +28,8 @@ Writes DIR/picking.json. Needs topaz-em (installed by `make test`).
 Examples:
   cryorefine evaluate --fake applied/particles.star --raw pairs/raw.star --sim pairs/sim.star --out eval
   cryorefine evaluate --micrographs gaussian=gauss translated=trans --real real.mrc --scenes scene --out eval
+  cryorefine evaluate --denoise oracle=pairs/raw.star gaussian=white/particles.star gan=applied/particles.star \
+      --denoise-clean pairs/sim.star --raw test/raw.star --sim test/sim.star --out downstream
   cryorefine evaluate --picking-train gaussian=train_gauss translated=train_trans --picking-test test \
       --particle-diameter 110 --out picking
 """
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import logging
 from pathlib import Path
 
@@ -39,6 +50,7 @@ from cryorefine.io.atomic import StagedOutputDir
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
 from cryorefine.metrics import ClassifierConfig, evaluate_sets
+from cryorefine.metrics.downstream import DenoiserConfig, downstream_scores
 from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
                                             read_micrograph_set, score_set)
 from cryorefine.metrics.picking import PickerConfig, picking_experiment
@@ -61,6 +73,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="score only the first N pairs (default 1000)")
     parser.add_argument("--classifier-steps", type=int, default=ClassifierConfig.steps, metavar="N",
                         help=f"training steps of the classifier test (default {ClassifierConfig.steps})")
+    parser.add_argument("--classifier-repeats", type=int, default=ClassifierConfig.repeats, metavar="N",
+                        help="classifier tests per set, each with its own seed, split and network; the AUC is "
+                        "reported as mean ± std (default %(default)s)")
     parser.add_argument("--project-dir", type=Path, help="folder the stack paths in the STAR files are relative to")
     micrographs = parser.add_argument_group("micrographs")
     micrographs.add_argument("--micrographs", nargs="+", metavar="NAME=DIR", help="micrograph sets to score")
@@ -69,8 +84,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                              help="held-out fraction of each real micrograph's columns, as in training (default 0.25)")
     micrographs.add_argument("--scenes", type=Path, help="the scene folder the sets were made from (mask preservation)")
     micrographs.add_argument("--tile", type=int, default=MicrographScoreConfig.tile, help="tile size in pixels")
-    micrographs.add_argument("--classifier-repeats", type=int, default=MicrographScoreConfig.classifier_repeats,
-                             help="classifier tests per set, each with its own seed (default %(default)s)")
+    downstream = parser.add_argument_group("downstream denoising")
+    downstream.add_argument("--denoise", nargs="+", metavar="NAME=STAR",
+                            help="training sets: noisy particles whose rows pair with --denoise-clean")
+    downstream.add_argument("--denoise-clean", type=Path, metavar="STAR", help="the clean sims of the training sets")
+    downstream.add_argument("--denoise-test", nargs="+", default=[], metavar="NAME=RAW_STAR,SIM_STAR",
+                            help="more real test sets (the first is --raw/--sim, named held-out)")
+    downstream.add_argument("--denoise-oracle", default="oracle", metavar="NAME",
+                            help="the training set of real particles: the ceiling of gap closed (default: oracle)")
+    downstream.add_argument("--denoise-floor", default="gaussian", metavar="NAME",
+                            help="the white-noise training set: the floor of gap closed (default: gaussian)")
+    downstream.add_argument("--denoise-steps", type=int, default=DenoiserConfig.steps, metavar="N",
+                            help=f"training steps of each denoiser (default {DenoiserConfig.steps})")
     picking = parser.add_argument_group("picking")
     picking.add_argument("--picking-train", nargs="+", metavar="NAME=DIR",
                          help="micrograph sets with coords_NNN.star to train one picker each")
@@ -94,6 +119,11 @@ def _check_paired(reference: ParticleImages, other: ParticleImages) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.denoise:
+        if args.fake or args.micrographs or args.picking_train:
+            raise InputError(None, "give --denoise alone with --raw/--sim (run --fake, --micrographs or picking separately)")
+        evaluate_downstream(args)
+        return
     if args.picking_train or args.picking_test:
         if args.fake or args.raw or args.micrographs:
             raise InputError(None, "give the picking options alone (run --micrographs or --fake/--raw separately)")
@@ -110,8 +140,8 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(None, "give --fake and --raw (particles), or --micrographs NAME=DIR with --real")
     if args.max_images is not None and args.max_images < 4:
         raise InputError(None, "--max-images must be at least 4 (the classifier test needs pairs to split)")
-    if args.classifier_steps < 1:
-        raise InputError(None, "--classifier-steps must be positive")
+    if args.classifier_steps < 1 or args.classifier_repeats < 1:
+        raise InputError(None, "--classifier-steps and --classifier-repeats must be at least 1")
     raw = _open(args.raw, args.project_dir)
     fake = _open(args.fake, args.project_dir)
     _check_paired(raw, fake)
@@ -129,15 +159,16 @@ def main(args: argparse.Namespace) -> None:
     pixel_size = float(raw.star.optics["rlnImagePixelSize"].astype(float).iloc[0])
     diameter_px = None if args.mask_diameter is None else args.mask_diameter / pixel_size
     metrics = evaluate_sets(fake_images, raw_images, sim_images, mask_diameter_px=diameter_px, seed=args.seed,
-                            classifier=ClassifierConfig(steps=args.classifier_steps))
+                            classifier=ClassifierConfig(steps=args.classifier_steps, repeats=args.classifier_repeats))
     metrics["inputs"] = {"fake": str(args.fake), "raw": str(args.raw),
                          "sim": None if args.sim is None else str(args.sim), "pixel_size": pixel_size}
 
     with StagedOutputDir(args.out) as out:
         out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         _write_plots(out, metrics, fake_images, raw_images, sim_images)
-    log.info("RPSD L1 %.4f, classifier AUC %.3f; metrics in %s", metrics["rpsd"]["l1"],
-             metrics["classifier"]["auc"], args.out / "metrics.json")
+    log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
+             metrics["classifier"]["auc"], metrics["classifier"]["auc_std"], metrics["classifier"]["repeats"],
+             args.out / "metrics.json")
 
 
 def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray,
@@ -161,12 +192,59 @@ def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.
     plots.plot_panels(out.path("plots/panels.png"), sim, fake, raw)
 
 
+def evaluate_downstream(args: argparse.Namespace) -> None:
+    if args.denoise_clean is None or args.raw is None or args.sim is None:
+        raise InputError(None, "--denoise needs --denoise-clean (the training sims) and --raw/--sim (the test set)")
+    if args.denoise_steps < 1:
+        raise InputError(None, "--denoise-steps must be at least 1")
+    clean = _open(args.denoise_clean, args.project_dir)
+    training = {}
+    for name, path in _named_folders(args.denoise, "--denoise").items():
+        noisy = _open(path, args.project_dir)
+        _check_paired(clean, noisy)
+        training[name] = noisy
+    tests = {"held-out": (args.raw, args.sim)}
+    for value in args.denoise_test:
+        name, sep, pair = value.partition("=")
+        raw_path, comma, sim_path = pair.partition(",")
+        if not sep or not name or not comma or name in tests:
+            raise InputError(None, f"--denoise-test {value!r}: expected NAME=RAW_STAR,SIM_STAR with a new NAME")
+        tests[name] = (Path(raw_path), Path(sim_path))
+    test_images = {}
+    for name, (raw_path, sim_path) in tests.items():
+        raw, sim = _open(raw_path, args.project_dir), _open(sim_path, args.project_dir)
+        _check_paired(raw, sim)
+        if raw.box != clean.box:
+            raise InputError(raw_path, f"box {raw.box} differs from {clean.box} of {args.denoise_clean}")
+        rows = np.arange(len(raw))
+        test_images[name] = (raw.read(rows), sim.read(rows))
+    rows = np.arange(len(clean))
+    clean_images = clean.read(rows)
+    training_images = {name: (images.read(rows), clean_images) for name, images in training.items()}
+    oracle = args.denoise_oracle if args.denoise_oracle in training else None
+    floor = args.denoise_floor if args.denoise_floor in training else None
+    config = DenoiserConfig(steps=args.denoise_steps, seed=args.seed)
+    scores = downstream_scores(training_images, test_images, oracle, floor, config)
+    report = {"scores": {test: {name: score.to_dict() for name, score in by_method.items()}
+                         for test, by_method in scores.items()},
+              "oracle": oracle, "floor": floor, "denoiser": asdict(config),
+              "training_sets": {name: str(path) for name, path in _named_folders(args.denoise, "--denoise").items()},
+              "clean": str(args.denoise_clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
+    with StagedOutputDir(args.out) as out:
+        out.path("downstream.json").write_text(json.dumps(report, indent=2) + "\n")
+    for test, by_method in scores.items():
+        for name, score in by_method.items():
+            gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f}"
+            log.info("%s, denoiser trained on %s: correlation %.4f ± %.4f, FRC %.3f%s", test, name,
+                     score.correlation, score.correlation_sem, score.frc_mean, gap)
+
+
 def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str, Path]:
     named = {}
     for value in values:
         name, sep, folder = value.partition("=")
         if not sep or not name or not folder:
-            raise InputError(None, f"{option} {value!r}: expected NAME=DIR")
+            raise InputError(None, f"{option} {value!r}: expected NAME={'STAR' if option == '--denoise' else 'DIR'}")
         if name in named:
             raise InputError(None, f"{option}: the name {name!r} is given twice")
         named[name] = Path(folder)

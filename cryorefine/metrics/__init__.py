@@ -3,7 +3,7 @@
 No metric downloads weights; nothing here is FID. See docs for what each number means.
 """
 
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc, roc_auc
+from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc, classifier_auc_spread, roc_auc
 from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
 from cryorefine.metrics.report import evaluate_sets, headline
 from cryorefine.metrics.spectral import (
@@ -16,6 +16,7 @@ from cryorefine.metrics.spectral import (
 __all__ = [
     "ClassifierConfig",
     "classifier_auc",
+    "classifier_auc_spread",
     "evaluate_sets",
     "fourier_ring_correlation",
     "headline",

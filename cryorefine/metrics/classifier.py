@@ -4,6 +4,9 @@ A fresh CNN (never the GAN's discriminator) is trained on half of the paired par
 scored on the other half; the test ROC AUC is reported (0.5: indistinguishable, 1: always told
 apart). Pairs stay together in one split, so a particle's raw image and its fake never straddle
 train and test. Deterministic for a given seed (own generators, global RNG left untouched).
+One test on a few hundred images scatters by a few hundredths, so `classifier_auc_spread`
+repeats it with `repeats` seeds (a new split and a new network each) and reports mean ± std:
+"beats" should mean beyond that spread.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ class ClassifierConfig:
     learning_rate: float = 1e-3
     test_fraction: float = 0.5
     channels: int = 16
+    repeats: int = 5
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -85,3 +89,16 @@ def classifier_auc(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
         scores = model(images[test_index]).squeeze(1).numpy()
     return {"auc": roc_auc(scores, labels[test_index].numpy().astype(bool)),
             "n_train": int(len(train_index)), "n_test": int(len(test_index)), "steps": config.steps}
+
+
+def classifier_auc_spread(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
+                          config: ClassifierConfig | None = None) -> dict:
+    """`classifier_auc` with seeds seed, seed+1, ... (config.repeats tests): mean, std and each AUC."""
+    config = config or ClassifierConfig()
+    if config.repeats < 1:
+        raise ValueError("the classifier test needs at least one repeat")
+    runs = [classifier_auc(fake, raw, seed + k, config) for k in range(config.repeats)]
+    aucs = [run["auc"] for run in runs]
+    return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)),
+            "aucs": aucs, "repeats": config.repeats, "n_train": runs[0]["n_train"], "n_test": runs[0]["n_test"],
+            "steps": config.steps}

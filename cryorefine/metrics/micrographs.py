@@ -28,7 +28,7 @@ from scipy import ndimage
 
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_micrograph
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc
+from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import rpsd_distance
 
@@ -95,7 +95,7 @@ def mask_preservation(output: np.ndarray, clean: np.ndarray, mask: np.ndarray) -
 class MicrographScoreConfig:
     tile: int = 64
     classifier_steps: int = 300
-    classifier_repeats: int = 3
+    classifier_repeats: int = ClassifierConfig.repeats
     seed: int = 0
 
 
@@ -109,11 +109,11 @@ def score_set(images: list[np.ndarray], real_tiles: torch.Tensor, config: Microg
     generator = torch.Generator().manual_seed(config.seed)
     fake = tiles[torch.randperm(len(tiles), generator=generator)[:n]]
     real = real_tiles[torch.randperm(len(real_tiles), generator=generator)[:n]]
-    aucs = [classifier_auc(fake, real, seed=config.seed + repeat,
-                           config=ClassifierConfig(steps=config.classifier_steps))["auc"]
-            for repeat in range(config.classifier_repeats)]
-    scores = {"rpsd_l1": float(rpsd_distance(tiles, real_tiles)[0]), "classifier_auc": float(np.mean(aucs)),
-              "classifier_auc_std": float(np.std(aucs)), "classifier_aucs": aucs, "tiles_per_class": n,
+    spread = classifier_auc_spread(fake, real, seed=config.seed,
+                                   config=ClassifierConfig(steps=config.classifier_steps,
+                                                           repeats=config.classifier_repeats))
+    scores = {"rpsd_l1": float(rpsd_distance(tiles, real_tiles)[0]), "classifier_auc": spread["auc"],
+              "classifier_auc_std": spread["auc_std"], "classifier_aucs": spread["aucs"], "tiles_per_class": n,
               "noise_power": tile_noise_power(tiles).tolist()}
     if cleans is not None and masks is not None:
         scores["mask_preservation"] = float(np.nanmean([mask_preservation(o, c, m)

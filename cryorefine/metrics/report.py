@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import torch
 
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc
+from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
 from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
 from cryorefine.metrics.spectral import (
     fourier_ring_correlation,
@@ -59,7 +59,7 @@ def evaluate_sets(fake, raw, sim=None, *, mask_diameter_px: float | None = None,
         "rpsd": rpsd_metrics(fake, raw, mask),
         "pixel": {**paired_pixel_errors(fake, raw), "wasserstein1": pixel_wasserstein(fake, raw)},
         "moments": {"fake": moments(fake), "raw": moments(raw)},
-        "classifier": classifier_auc(fake, raw, seed=seed, config=classifier),
+        "classifier": classifier_auc_spread(fake, raw, seed=seed, config=classifier),
         "frc": None,
         "noise_power": None,
         "curves": {
@@ -105,4 +105,5 @@ def headline(metrics: dict) -> dict[str, float | None]:
         "frc_mean_abs_difference": None if frc is None else frc["mean_abs_difference"],
         "noise_power_log_l1": None if nps is None else nps["log_l1"],
         "classifier_auc": metrics["classifier"]["auc"],
+        "classifier_auc_std": metrics["classifier"].get("auc_std"),
     }
