@@ -94,16 +94,19 @@ def plot_loss_curves(path: str | os.PathLike, csv_path: str | os.PathLike) -> No
 
 
 def plot_curves(path: str | os.PathLike, x: np.ndarray, curves: dict[str, np.ndarray], xlabel: str, ylabel: str,
-                log_y: bool = False) -> None:
-    """Named 1D curves (FRC, noise power spectra) against a shared x axis."""
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+                log_y: bool = False, title: str | None = None, emphasise: str | None = None) -> None:
+    """Named 1D curves (FRC, noise power spectra) against a shared x axis; `emphasise` is drawn in black."""
+    figure, axis = plt.subplots(figsize=(6, 4) if len(curves) > 4 else (5, 3.5))
     for name, values in curves.items():
-        axis.plot(x, np.asarray(values), label=name)
+        style = {"color": "black", "linewidth": 2.5, "zorder": 10} if name == emphasise else {}
+        axis.plot(x, np.asarray(values), label=name, **style)
+    if title:
+        axis.set_title(title)
     if log_y:
         axis.set_yscale("log")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
-    axis.legend()
+    axis.legend(fontsize="small")
     _save(figure, path)
 
 

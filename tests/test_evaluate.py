@@ -52,7 +52,11 @@ def test_evaluate_writes_metrics_and_plots(pairs, tmp_path):
     # White Gaussian noise against coloured raw noise: a visible spectral gap, same pixel variance.
     assert metrics["rpsd"]["l1"] > 0.02
     assert metrics["moments"]["fake"]["std"] == pytest.approx(metrics["moments"]["raw"]["std"], rel=0.05)
-    assert 0 <= metrics["classifier"]["auc"] <= 1
+    classifier = metrics["classifier"]
+    assert classifier["repeats"] == 5 and len(classifier["aucs"]) == 5  # mean ± std over 5 seeds by default
+    assert classifier["auc"] == pytest.approx(sum(classifier["aucs"]) / 5)
+    assert classifier["auc_std"] == pytest.approx(float(torch.tensor(classifier["aucs"], dtype=torch.float64).std(unbiased=False)))
+    assert len(set(classifier["aucs"])) > 1  # each seed has its own split and network
     assert len(metrics["frc"]["raw_vs_sim"]) == BOX // 2
     assert metrics["noise_power"]["log_l1"] > 0.1
     for name in ("rpsd", "histograms", "frc", "noise_power", "panels"):
@@ -62,10 +66,11 @@ def test_evaluate_writes_metrics_and_plots(pairs, tmp_path):
 
 def test_evaluate_without_sim_writes_nulls(pairs, tmp_path):
     out = tmp_path / "eval"
-    assert _evaluate(pairs, out, "--max-images", "20") == 0
+    assert _evaluate(pairs, out, "--max-images", "20", "--classifier-repeats", "2") == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 20
     assert metrics["frc"] is None and metrics["noise_power"] is None and metrics["curves"]["rpsd_sim"] is None
+    assert len(metrics["classifier"]["aucs"]) == 2
     assert (out / "plots" / "rpsd.png").exists() and not (out / "plots" / "frc.png").exists()
 
 
@@ -97,3 +102,33 @@ def test_missing_stack_is_a_one_line_error(pairs, tmp_path, capsys):
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1
     assert "absent.mrcs" in message and "not found" in message
+
+
+def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
+    """--denoise: one denoiser per training set (rows paired with --denoise-clean), scored on held-out raw."""
+    torch.set_num_threads(1)
+    out = tmp_path / "downstream"
+    code = main(["evaluate", "--denoise", f"oracle={pairs / 'raw.star'}", f"gaussian={pairs / 'fake.star'}",
+                 "--denoise-clean", str(pairs / "sim.star"), "--raw", str(pairs / "raw.star"),
+                 "--sim", str(pairs / "sim.star"), "--denoise-test", f"again={pairs / 'raw.star'},{pairs / 'sim.star'}",
+                 "--denoise-steps", "5", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "downstream.json").read_text())
+    assert set(report["scores"]) == {"held-out", "again"}
+    held_out = report["scores"]["held-out"]
+    assert held_out["oracle"]["gap_closed"] == 1 and held_out["gaussian"]["gap_closed"] == 0
+    assert -1 <= held_out["gaussian"]["correlation"] <= 1 and len(held_out["oracle"]["frc"]) == BOX // 2
+
+
+@pytest.mark.parametrize("extra, words", [
+    ((), "--denoise needs --denoise-clean"),
+    (("--denoise-clean", "SIM"), "--denoise needs"),  # no --raw/--sim
+    (("--denoise-clean", "SIM", "--raw", "RAW", "--sim", "SIM", "--denoise-test", "broken"), "NAME=RAW_STAR,SIM_STAR"),
+])
+def test_downstream_bad_options_are_one_line_errors(pairs, tmp_path, capsys, extra, words):
+    names = {"SIM": str(pairs / "sim.star"), "RAW": str(pairs / "raw.star")}
+    code = main(["evaluate", "--denoise", f"oracle={pairs / 'raw.star'}", *[names.get(a, a) for a in extra],
+                 "--out", str(tmp_path / "d")])
+    message = capsys.readouterr().err.strip()
+    assert code == 2 and len(message.splitlines()) == 1 and words in message
+    assert not (tmp_path / "d").exists()

@@ -138,3 +138,47 @@ def test_sampling_on_the_gpu_with_a_gpu_generator(paired):
         out = model.sample(clean.cuda(), generator)
         assert out.device.type == "cuda" and out.dtype == clean.dtype
         assert float((out.cpu() - clean).var()) == pytest.approx(float((raw - clean).var()), rel=0.04)
+
+
+def test_coloured_levels_recover_the_spread_of_noise_levels_and_not_the_sampling_scatter():
+    """Per-particle noise levels: a log-normal spread of σ 0.3 is recovered; one common level gives ℓ ≈ 1."""
+    clean = _clean()
+    generator = torch.Generator().manual_seed(12)
+    noise = torch.cat([_coloured_noise(s) for s in range(13, 17)])  # 256 images
+    levels = torch.exp(0.3 * torch.randn(len(noise), 1, 1, generator=generator))
+    clean4 = clean.repeat(4, 1, 1)
+    varied = fit_noise_models(clean4 + noise * levels, clean4)["coloured"].noise_levels
+    common = fit_noise_models(clean4 + noise, clean4)["coloured"].noise_levels
+    log_spread = float(torch.tensor(varied).log().std())
+    assert log_spread == pytest.approx(0.3, rel=0.2)
+    assert max(abs(v - 1) for v in common) < 0.05  # the sampling scatter of one image's variance is removed
+    assert float((torch.tensor(varied) ** 2).mean()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_residual_bank_never_gives_a_particle_its_own_residual_and_uses_every_other():
+    """Residual j is the constant image j: after any turn, flip or shift it is still recognisable."""
+    size, box = 6, 8
+    residuals = torch.arange(size, dtype=torch.float32)[:, None, None].expand(size, box, box).contiguous()
+    bank = ResidualBank(residuals, [f"p{j}" for j in range(size)])
+    clean = torch.zeros(600, box, box)
+    own = [f"p{i % size}" for i in range(600)]
+    out = bank.sample(clean, torch.Generator().manual_seed(0), own)
+    got = out[:, 0, 0].round().long()
+    assert torch.equal(out, got[:, None, None].float().expand_as(out))
+    assert all(int(g) != i % size for i, g in enumerate(got))
+    for i in range(size):  # uniform over the other particles
+        counts = torch.bincount(got[torch.arange(600) % size == i], minlength=size)
+        assert counts[i] == 0 and (counts[torch.arange(size) != i] > 5).all()
+    # Particles not in the bank (new sims) may get any residual.
+    assert set(bank.sample(clean, torch.Generator().manual_seed(1), ["new"] * 600)[:, 0, 0].round().long().tolist()) == set(range(size))
+
+
+def test_residual_transplant_keeps_the_real_noise_and_turns_it():
+    clean = _clean()
+    raw = clean + _coloured_noise()
+    models = fit_noise_models(raw, clean)
+    out = models["residual"].sample(clean, torch.Generator().manual_seed(2), [str(i) for i in range(len(clean))])
+    assert float(rpsd_distance(out - clean, raw - clean)[0]) < 0.03
+    # Not a copy of any residual in place: the transplant is turned, flipped or shifted.
+    same = [(out[i] - clean[i]).allclose(raw[j] - clean[j]) for i in range(8) for j in range(len(raw))]
+    assert sum(same) < 8

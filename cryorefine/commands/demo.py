@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from cryorefine.demo import DemoConfig
+    from cryorefine.demo import DATA_KINDS, DemoConfig
 
     defaults = DemoConfig(out=Path("demo_out"))
     parser.add_argument("--out", type=Path, default=defaults.out, help="output folder (default: demo_out)")
@@ -23,8 +23,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-particles", type=int, default=defaults.test_particles)
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
     parser.add_argument("--snr", type=float, default=defaults.snr)
+    parser.add_argument("--data", choices=DATA_KINDS, default=defaults.data,
+                        help="realistic: raw particles carry pose error, B-factor, ice-thickness contrast and noise "
+                        "level; stationary: the earlier set, exact sim plus stationary noise (default: realistic)")
     parser.add_argument("--ablation", action="store_true",
-                        help="also train with the pixel-histogram term, and without RPSD (3x the time)")
+                        help="also train the white-noise generator, and the default without RPSD and with the "
+                        "pixel-histogram term (4x the training time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device)
@@ -34,5 +38,5 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.demo import DemoConfig, run_demo
 
     run_demo(DemoConfig(out=args.out, particles=args.particles, test_particles=args.test_particles, snr=args.snr,
-                        steps=args.steps, ablation=args.ablation, generate=args.generate, seed=args.seed,
+                        steps=args.steps, data=args.data, ablation=args.ablation, generate=args.generate, seed=args.seed,
                         device=args.device))
