@@ -316,33 +316,32 @@ def method_rows(metrics: dict, downstream: dict) -> dict[str, dict]:
     """One flat row per method: realism headline numbers and the downstream scores."""
     from cryorefine.metrics import headline
 
-    rows = {}
-    for name, values in metrics.items():
-        row = headline(values)
-        for test, key in (("held-out", "denoiser"), ("real TRPV1", "real_trpv1_denoiser")):
-            score = downstream["scores"].get(test, {}).get(name)
-            row[f"{key}_correlation"] = None if score is None else score["correlation"]
-            row[f"{key}_gap_closed"] = None if score is None else score["gap_closed"]
-        rows[name] = row
-    for test, key in (("held-out", "denoiser"), ("real TRPV1", "real_trpv1_denoiser")):
-        score = downstream["scores"].get(test, {}).get(ORACLE)
-        if score is not None:
-            rows.setdefault(ORACLE, {})
-            rows[ORACLE][f"{key}_correlation"] = score["correlation"]
-            rows[ORACLE][f"{key}_gap_closed"] = score["gap_closed"]
+    rows = {name: headline(values) for name, values in metrics.items()}
+    rows.setdefault(ORACLE, {})
+    for name, row in rows.items():
+        held_out = downstream["scores"]["held-out"].get(name)
+        real = downstream["scores"].get("real TRPV1", {}).get(name)
+        row.update({
+            "denoiser_correlation": None if held_out is None else held_out["correlation"],
+            "denoiser_correlation_std": None if held_out is None else held_out["correlation_std"],
+            "denoiser_gap_closed": None if held_out is None else held_out["gap_closed"],
+            "denoiser_gap_closed_std": None if held_out is None else held_out["gap_closed_std"],
+            "real_trpv1_denoiser_correlation": None if real is None else real["correlation"],
+            "real_trpv1_denoiser_correlation_std": None if real is None else real["correlation_std"],
+        })
     return rows
 
 
-# Report columns: (key, heading, format, better) with better "low", "high" or None (compare with raw).
+# Report columns: (key, heading, decimals, better) with better "low" or "high"; a key_std beside a key is its spread.
 REPORT_COLUMNS = (
-    ("rpsd_l1", "RPSD L1", "{:.4f}", "low"),
-    ("classifier_auc", "classifier AUC (5 seeds)", None, "low"),
-    ("denoiser_correlation", "denoiser r on held-out raw", "{:.4f}", "high"),
-    ("denoiser_gap_closed", "gap closed", "{:.2f}", "high"),
-    ("real_trpv1_denoiser_gap_closed", "gap closed, 10 real TRPV1", "{:.2f}", "high"),
-    ("noise_power_log_l1", "noise power log L1", "{:.3f}", "low"),
-    ("frc_mean_abs_difference", "FRC gap", "{:.4f}", "low"),
-    ("pixel_w1", "pixel W1", "{:.4f}", "low"),
+    ("rpsd_l1", "RPSD L1", 4, "low"),
+    ("classifier_auc", "classifier AUC (5 seeds)", 3, "low"),
+    ("denoiser_gap_closed", "downstream gap closed (3 seeds)", 2, "high"),
+    ("denoiser_correlation", "denoiser r, held-out raw", 4, "high"),
+    ("real_trpv1_denoiser_correlation", "denoiser r, 10 real TRPV1", 3, "high"),
+    ("noise_power_log_l1", "noise power log L1", 3, "low"),
+    ("frc_mean_abs_difference", "FRC gap", 4, "low"),
+    ("pixel_w1", "pixel W1", 4, "low"),
 )
 
 
@@ -358,13 +357,14 @@ def _table(rows: dict[str, dict]) -> list[str]:
              "|---" * (len(REPORT_COLUMNS) + 1) + "|"]
     for name, row in rows.items():
         cells = []
-        for key, _, fmt, _ in REPORT_COLUMNS:
+        for key, _, decimals, _ in REPORT_COLUMNS:
             value = row.get(key)
             if value is None:
                 cells.append("–")
                 continue
-            text = (f"{value:.3f} ± {row.get('classifier_auc_std') or 0:.3f}" if key == "classifier_auc"
-                    else fmt.format(value))
+            text = f"{value:.{decimals}f}"
+            if row.get(f"{key}_std") is not None:
+                text += f" ± {row[f'{key}_std']:.{decimals}f}"
             cells.append(f"**{text}**" if best.get(key) == name else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -384,8 +384,9 @@ def verdict(rows: dict[str, dict]) -> str:
         best = (min if better == "low" else max)(values, key=values.get)
         ahead = model[key] < values[best] if better == "low" else model[key] > values[best]
         wins += ahead
-        parts.append(f"{label} {model[key]:.3f} against {values[best]:.3f} for {best}"
-                     f" ({'ahead' if ahead else 'behind'})")
+        spread = lambda name: f" ± {rows[name][key + '_std']:.3f}" if rows[name].get(key + "_std") is not None else ""  # noqa: E731
+        parts.append(f"{label} {model[key]:.3f}{spread(DEFAULT_MODEL)} against {values[best]:.3f}{spread(best)} "
+                     f"for {best} ({'ahead' if ahead else 'behind'})")
     lead = ("The default model (GAN with the physics prior) beats every baseline on all three criteria"
             if wins == len(parts) else
             f"The default model (GAN with the physics prior) beats the best baseline on {wins} of {len(parts)} criteria")
@@ -438,10 +439,13 @@ def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict,
         "",
         "Bold: the best model or baseline in each column. RPSD L1: distance between radially averaged log power "
         "spectra of the method's particles and raw (0 = identical). Classifier AUC: a small CNN trained to tell "
-        "them from raw, mean ± std over 5 seeds (0.5 = indistinguishable, 1 = always told apart). Denoiser r: a "
-        "denoiser with one fixed recipe trained on the method's particles (noisy → clean sim), applied to held-out "
-        "raw, correlation with their sims; gap closed = (method − white Gaussian) / (oracle − white Gaussian), "
-        "the oracle being the same denoiser trained on the real raw training pairs (1 = as good as real data). "
+        "them from raw, mean ± std over 5 seeds (0.5 = indistinguishable, 1 = always told apart). Downstream: a "
+        "denoiser with one fixed recipe trained on the method's particles made from the training sims (noisy → "
+        "clean sim), applied to the held-out raw particles, correlation r with their sims, mean ± std over 3 "
+        "seeds; gap closed = (method − white Gaussian) / (oracle − white Gaussian), the oracle being the same "
+        "denoiser trained on the real raw training pairs (1 = as good as real data, 0 = no better than white "
+        "noise). The 10 real TRPV1 particles come from another microscope and data set; with 10 particles their "
+        "r is a coarse check. "
         "Noise power log L1: residual (particle − sim) noise spectrum against raw's. FRC gap: mean |FRC(method, "
         "sim) − FRC(raw, sim)|. Pixel W1: Wasserstein-1 between pixel-value distributions "
         f"(raw's skewness {raw_moments['skewness']:.3f}, excess kurtosis {raw_moments['excess_kurtosis']:.3f}). "

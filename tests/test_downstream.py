@@ -37,7 +37,7 @@ def scores():
     training = {"oracle": (clean + _real_noise(600, 3), clean), "matched": (clean + _real_noise(600, 4), clean),
                 "white": (clean + white, clean)}
     tests = {"held-out": (test_clean + _real_noise(200, 5), test_clean)}
-    return downstream_scores(training, tests, oracle="oracle", floor="white", config=DenoiserConfig(steps=200))
+    return downstream_scores(training, tests, oracle="oracle", floor="white", config=DenoiserConfig(steps=200, repeats=1))
 
 
 def test_noise_matched_training_set_ranks_above_white_noise(scores):
@@ -61,7 +61,7 @@ def test_score_is_a_correlation_with_the_paired_sims(scores):
 def test_the_recipe_is_deterministic_and_refuses_unpaired_sets():
     clean = _signal(20, 7)
     noisy = clean + _real_noise(20, 8)
-    config = DenoiserConfig(steps=5)
+    config = DenoiserConfig(steps=5, repeats=1)
     a, b = train_denoiser(noisy, clean, config), train_denoiser(noisy, clean, config)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     with pytest.raises(ValueError, match="paired"):

@@ -111,12 +111,13 @@ def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
     code = main(["evaluate", "--denoise", f"oracle={pairs / 'raw.star'}", f"gaussian={pairs / 'fake.star'}",
                  "--denoise-clean", str(pairs / "sim.star"), "--raw", str(pairs / "raw.star"),
                  "--sim", str(pairs / "sim.star"), "--denoise-test", f"again={pairs / 'raw.star'},{pairs / 'sim.star'}",
-                 "--denoise-steps", "5", "--out", str(out)])
+                 "--denoise-steps", "5", "--denoise-repeats", "2", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "downstream.json").read_text())
     assert set(report["scores"]) == {"held-out", "again"}
     held_out = report["scores"]["held-out"]
     assert held_out["oracle"]["gap_closed"] == 1 and held_out["gaussian"]["gap_closed"] == 0
+    assert held_out["oracle"]["repeats"] == 2 and held_out["oracle"]["gap_closed_std"] == 0
     assert -1 <= held_out["gaussian"]["correlation"] <= 1 and len(held_out["oracle"]["frc"]) == BOX // 2
 
 

@@ -96,6 +96,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                             help="the white-noise training set: the floor of gap closed (default: gaussian)")
     downstream.add_argument("--denoise-steps", type=int, default=DenoiserConfig.steps, metavar="N",
                             help=f"training steps of each denoiser (default {DenoiserConfig.steps})")
+    downstream.add_argument("--denoise-repeats", type=int, default=DenoiserConfig.repeats, metavar="N",
+                            help="denoisers per set, each with its own seed; scores are mean ± std (default %(default)s)")
     picking = parser.add_argument_group("picking")
     picking.add_argument("--picking-train", nargs="+", metavar="NAME=DIR",
                          help="micrograph sets with coords_NNN.star to train one picker each")
@@ -195,8 +197,8 @@ def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.
 def evaluate_downstream(args: argparse.Namespace) -> None:
     if args.denoise_clean is None or args.raw is None or args.sim is None:
         raise InputError(None, "--denoise needs --denoise-clean (the training sims) and --raw/--sim (the test set)")
-    if args.denoise_steps < 1:
-        raise InputError(None, "--denoise-steps must be at least 1")
+    if args.denoise_steps < 1 or args.denoise_repeats < 1:
+        raise InputError(None, "--denoise-steps and --denoise-repeats must be at least 1")
     clean = _open(args.denoise_clean, args.project_dir)
     training = {}
     for name, path in _named_folders(args.denoise, "--denoise").items():
@@ -223,7 +225,7 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
     training_images = {name: (images.read(rows), clean_images) for name, images in training.items()}
     oracle = args.denoise_oracle if args.denoise_oracle in training else None
     floor = args.denoise_floor if args.denoise_floor in training else None
-    config = DenoiserConfig(steps=args.denoise_steps, seed=args.seed)
+    config = DenoiserConfig(steps=args.denoise_steps, seed=args.seed, repeats=args.denoise_repeats)
     scores = downstream_scores(training_images, test_images, oracle, floor, config)
     report = {"scores": {test: {name: score.to_dict() for name, score in by_method.items()}
                          for test, by_method in scores.items()},
@@ -234,9 +236,9 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
         out.path("downstream.json").write_text(json.dumps(report, indent=2) + "\n")
     for test, by_method in scores.items():
         for name, score in by_method.items():
-            gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f}"
-            log.info("%s, denoiser trained on %s: correlation %.4f ± %.4f, FRC %.3f%s", test, name,
-                     score.correlation, score.correlation_sem, score.frc_mean, gap)
+            gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f} ± {score.gap_closed_std:.2f}"
+            log.info("%s, denoiser trained on %s: correlation %.4f ± %.4f (%d seeds), FRC %.3f%s", test, name,
+                     score.correlation, score.correlation_std, score.repeats, score.frc_mean, gap)
 
 
 def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str, Path]:

@@ -18,7 +18,7 @@ from torch import nn
 
 from cryorefine.noise import NOISE_LEVELS, NoiseModel, coloured_noise, noise_std
 from cryorefine.gan.config import NOISE_PRIORS, ModelConfig
-from cryorefine.spectra import default_bins
+from cryorefine.spectra import default_bins, ring_indices
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -146,21 +146,45 @@ class NoisePrior(nn.Module):
         return (bent + self.offset.float())[:, None].to(dtype)
 
 
+class SignalEnvelope(nn.Module):
+    """A learned gain per Fourier ring on the sim, starting at 1.
+
+    Real particles are weaker than their sims at the refined pose, more so at high frequency:
+    radiation damage and motion (a B-factor envelope), pose and shift error, contrast lost in
+    thicker ice. No noise model supplies that, and a U-Net learns a smooth radial filter slowly;
+    one gain per ring learns it directly.
+    """
+
+    def __init__(self, box: int):
+        super().__init__()
+        self.log_gain = nn.Parameter(torch.zeros(default_bins(box) + 1))
+
+    def forward(self, sim: torch.Tensor) -> torch.Tensor:
+        height, width = sim.shape[-2:]
+        ring, _ = ring_indices(height, width, len(self.log_gain) - 1, str(sim.device))
+        gain = self.log_gain.float().exp()[ring].reshape(height, width // 2 + 1)
+        filtered = torch.fft.irfft2(torch.fft.rfft2(sim.float()) * gain, s=(height, width))
+        return filtered.to(sim.dtype)
+
+
 class PhysicsPriorGenerator(Generator):
-    """sim -> sim + n + correction(sim, n): n drawn from the fitted coloured noise model (`prior`), the
-    correction from the U-Net on [sim, n] whose output layer starts at zero, so that before training
-    the model is exactly the coloured baseline and training can only add to it."""
+    """sim -> e(sim) + n + correction(e(sim), n): n drawn from the fitted coloured noise model (`prior`),
+    e the learned ring gain (`envelope`), the correction from the U-Net on [e(sim), n] whose output
+    layer starts at zero. Gains start at 1, so before training the model is exactly the coloured
+    baseline and training can only add to it."""
 
     def __init__(self, config: ModelConfig, box: int):
         super().__init__(config)
         self.stem = ConvBlock(2 + config.noise_channels, channel_widths(config)[0])
         self.prior = NoisePrior(box)
+        self.envelope = SignalEnvelope(box)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         prior = self.prior(sim.shape[0], *sim.shape[-2:], generator, sim.dtype)
-        return super().forward(torch.cat([sim, prior], dim=1), generator)[:, :1] + prior
+        signal = self.envelope(sim)
+        return super().forward(torch.cat([signal, prior], dim=1), generator)[:, :1] + prior
 
 
 def build_generator(config: ModelConfig, box: int) -> Generator:

@@ -10,7 +10,10 @@ gives the ceiling ("oracle"), trained on white Gaussian noise the floor, and
     gap closed = (method − floor) / (oracle − floor)
 
 says how much of the way from plain noise to real data a synthetic set takes the denoiser
-(1: as good as training on real data; 0: no better than white noise; < 0: worse).
+(1: as good as training on real data; 0: no better than white noise; < 0: worse). The good
+methods differ by a few hundredths of correlation, about what one denoiser's training seed
+moves, so every set is trained `repeats` times with seeds seed, seed+1, ... and each score is
+the mean with its std over those repeats (the gap closed is taken per repeat, then averaged).
 
 Why a denoiser: its filter is set by the noise it was trained on (spectrum, level, pixel
 statistics, what the signal looks like under it), so a set whose noise is wrong in any of these
@@ -20,7 +23,7 @@ ways trains a filter that is wrong for real data, and the score measures it wher
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -43,6 +46,7 @@ class DenoiserConfig:
     batch_size: int = 16
     learning_rate: float = 1e-3
     seed: int = 0
+    repeats: int = 3
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,10 @@ class DenoisingScore:
     frc_mean: float  # set FRC(denoised, sim), mean from DC to Nyquist
     frc: list[float]
     n_images: int
+    correlation_std: float = 0.0  # over the denoiser's training repeats
     gap_closed: float | None = None  # of `correlation`, between the floor and the oracle
+    gap_closed_std: float | None = None
+    repeats: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,27 +143,45 @@ def score_denoiser(model: nn.Module, raw: np.ndarray | torch.Tensor, sim: np.nda
                           frc=[float(v) for v in frc], n_images=len(correlation))
 
 
+def _mean_score(scores: list[DenoisingScore], gaps: list[float] | None) -> DenoisingScore:
+    correlations = np.array([score.correlation for score in scores])
+    return DenoisingScore(
+        correlation=float(correlations.mean()), correlation_sem=float(np.mean([s.correlation_sem for s in scores])),
+        frc_mean=float(np.mean([s.frc_mean for s in scores])),
+        frc=[float(v) for v in np.mean([s.frc for s in scores], axis=0)], n_images=scores[0].n_images,
+        correlation_std=float(correlations.std()), repeats=len(scores),
+        gap_closed=None if gaps is None else float(np.mean(gaps)),
+        gap_closed_std=None if gaps is None else float(np.std(gaps)))
+
+
 def downstream_scores(training_sets: dict[str, tuple], tests: dict[str, tuple], oracle: str | None = None,
                       floor: str | None = None, config: DenoiserConfig = DenoiserConfig()) -> dict[str, dict[str, DenoisingScore]]:
-    """One denoiser per training set (name -> (noisy, clean)), scored on every test set (name -> (raw, sim)).
+    """One denoiser per training set (name -> (noisy, clean)) and repeat, scored on every test set (name -> (raw, sim)).
 
-    Returns scores[test][method]; with `oracle` and `floor` naming two of the training sets, each
-    score carries its gap closed.
+    Returns scores[test][method], means over `config.repeats`; with `oracle` and `floor` naming
+    two of the training sets, each score carries its gap closed.
     """
     for name in (oracle, floor):
         if name is not None and name not in training_sets:
             raise ValueError(f"the reference set {name!r} is not among the training sets {sorted(training_sets)}")
-    scores: dict[str, dict[str, DenoisingScore]] = {test: {} for test in tests}
-    for method, (noisy, clean) in training_sets.items():
-        log.info("downstream: training the denoiser on %s (%d images)", method, len(noisy))
-        model = train_denoiser(noisy, clean, config)
-        for test, (raw, sim) in tests.items():
-            scores[test][method] = score_denoiser(model, raw, sim)
-    if oracle is not None and floor is not None:
-        for test, by_method in scores.items():
-            top, bottom = by_method[oracle].correlation, by_method[floor].correlation
-            span = top - bottom
-            for method, score in by_method.items():
-                gap = (score.correlation - bottom) / span if abs(span) > 1e-12 else None
-                by_method[method] = DenoisingScore(**{**score.to_dict(), "gap_closed": gap})
+    if config.repeats < 1:
+        raise ValueError("the downstream score needs at least one repeat")
+    runs: dict[str, dict[str, list[DenoisingScore]]] = {test: {m: [] for m in training_sets} for test in tests}
+    for repeat in range(config.repeats):
+        recipe = replace(config, seed=config.seed + repeat)
+        for method, (noisy, clean) in training_sets.items():
+            log.info("downstream: denoiser %d/%d on %s (%d images)", repeat + 1, config.repeats, method, len(noisy))
+            model = train_denoiser(noisy, clean, recipe)
+            for test, (raw, sim) in tests.items():
+                runs[test][method].append(score_denoiser(model, raw, sim))
+    scores: dict[str, dict[str, DenoisingScore]] = {}
+    for test, by_method in runs.items():
+        scores[test] = {}
+        for method, repeats in by_method.items():
+            gaps = None
+            if oracle is not None and floor is not None:
+                spans = [(o.correlation, f.correlation) for o, f in zip(by_method[oracle], by_method[floor])]
+                if all(abs(top - bottom) > 1e-12 for top, bottom in spans):
+                    gaps = [(s.correlation - bottom) / (top - bottom) for s, (top, bottom) in zip(repeats, spans)]
+            scores[test][method] = _mean_score(repeats, gaps)
     return scores
