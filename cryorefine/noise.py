@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryorefine.gan.config import BASELINES
 from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import ring_indices, default_bins
 
-BASELINES = ("gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
 DOSE_MIN = 1.0
 DOSE_MAX = 1e6
 SIGNAL_BINS = 20

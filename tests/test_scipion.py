@@ -46,6 +46,13 @@ from cryorefine_scipion.viewers import CryorefineModelViewer, CryorefinePlotsVie
 TRAIN_STEPS = 4
 
 
+def test_the_protocol_offers_exactly_the_engines_noise_models():
+    from cryorefine.gan.config import NOISE_CHOICES
+    from cryorefine_scipion.protocols.protocol_refine import NOISE_MODELS
+
+    assert NOISE_MODELS == NOISE_CHOICES
+
+
 def _pearson(a, b) -> float:
     a, b = np.ravel(a) - np.mean(a), np.ravel(b) - np.mean(b)
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))

@@ -27,7 +27,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="realistic: raw particles carry pose error, B-factor, ice-thickness contrast and noise "
                         "level; stationary: the earlier set, exact sim plus stationary noise (default: realistic)")
     parser.add_argument("--ablation", action="store_true",
-                        help="also train the white-noise generator, and the default without RPSD and with the "
+                        help="also train the white-noise generator, and the default without RPSD and without the "
                         "pixel-histogram term (4x the training time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
     parser.add_argument("--seed", type=int, default=defaults.seed)

@@ -51,7 +51,7 @@ _OPTIONS = {
     "steps": (TrainConfig, "steps"), "batch_size": (TrainConfig, "batch_size"), "seed": (TrainConfig, "seed"),
     "lr_generator": (TrainConfig, "lr_generator"), "lr_discriminator": (TrainConfig, "lr_discriminator"),
     "validation_fraction": (TrainConfig, "validation_fraction"), "log_every": (TrainConfig, "log_every"),
-    "checkpoint_every": (TrainConfig, "checkpoint_every"),
+    "checkpoint_every": (TrainConfig, "checkpoint_every"), "physical_lr_factor": (TrainConfig, "physical_lr_factor"),
     "gan_loss": (LossConfig, "gan_mode"), "lambda_gan": (LossConfig, "lambda_gan"),
     "lambda_l1": (LossConfig, "lambda_l1"), "lambda_rpsd": (LossConfig, "lambda_rpsd"),
     "lambda_histogram": (LossConfig, "lambda_histogram"),
@@ -81,6 +81,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     helps = {
         "gan_loss": "adversarial loss: lsgan or hinge", "lambda_l1": "weight of paired L1 (keep modest: large values "
         "make the generator output a denoised mean)", "lambda_rpsd": "weight of the RPSD L1 term",
+        "physical_lr_factor": "learning rate of the physics prior's ring gains and Hermite terms, as a multiple of "
+        "--lr-generator",
         "noise_prior": "the generator's noise source: coloured (the fitted coloured baseline, corrected by the "
         "network) or white (the network makes all the noise)",
     }

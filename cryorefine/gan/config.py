@@ -11,6 +11,10 @@ from typing import Any
 
 CONFIG_VERSION = 1
 NOISE_PRIORS = ("coloured", "white")
+# The noise baselines (cryorefine.noise) and what `apply`/`generate --noise` offer; kept here, in a
+# torch-free module, so the Scipion and RELION adapters read the same lists.
+BASELINES = ("gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
+NOISE_CHOICES = ("gan", *BASELINES)
 
 
 @dataclass(frozen=True)
@@ -46,11 +50,11 @@ class LossConfig:
     lambda_l1: float = 1.0
     # The spectrum term that makes the noise power match raw's ring by ring.
     lambda_rpsd: float = 10.0
-    # Pixel-value distribution term (Wasserstein-1), off by default: on the demo's real
-    # micrograph noise (near-Gaussian) it made RPSD L1 0.097 and classifier AUC 0.86 against
-    # 0.065 and 0.81 without it (docs/results.md). For skewed, low-dose noise use ~10: on
-    # synthetic pairs with skewness 1.5 it moved the output's skew from -0.5 to 0.9 at equal RPSD.
-    lambda_histogram: float = 0.0
+    # Pixel-value distribution term (Wasserstein-1). With the physics prior it is needed: the L1 and
+    # adversarial terms otherwise bend the prior's Gaussian noise into a peaked, heavy-tailed one
+    # (excess kurtosis 1.4 against raw's 0.18, pixel W1 0.069 against 0.008 with the term, on the
+    # realistic demo data; docs/results.md).
+    lambda_histogram: float = 10.0
     # Rings from DC to Nyquist; None = box // 2 (one ring per Fourier pixel).
     rpsd_bins: int | None = None
 
@@ -62,6 +66,9 @@ class TrainConfig:
     # Adam with pix2pix's learning rate and beta1 = 0.5, which damps the GAN's oscillation.
     lr_generator: float = 2e-4
     lr_discriminator: float = 2e-4
+    # Learning rate of the physics-prior generator's few physical parameters (ring gains, Hermite
+    # terms) as a multiple of lr_generator.
+    physical_lr_factor: float = 10.0
     beta1: float = 0.5
     beta2: float = 0.999
     # Share of the pairs held out for validation, and its cap (evaluation time stays bounded).

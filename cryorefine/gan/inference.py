@@ -17,8 +17,8 @@ from cryorefine import noise
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.checkpoint import load_generator
+from cryorefine.gan.config import NOISE_CHOICES
 
-NOISE_CHOICES = ("gan", *noise.BASELINES)
 
 
 def load_noise_model(model_dir: str | os.PathLike, kind: str) -> noise.Baseline:

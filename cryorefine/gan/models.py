@@ -181,6 +181,12 @@ class PhysicsPriorGenerator(Generator):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def physical_parameters(self) -> list[nn.Parameter]:
+        """The few physically meaningful parameters (ring gains, Hermite terms): the trainer gives them a
+        larger step, since Adam moves each parameter by about one learning rate per step and a
+        B-factor envelope needs a change of ~0.2 in log gain."""
+        return [self.envelope.log_gain, self.prior.hermite]
+
     def forward(self, sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         prior = self.prior(sim.shape[0], *sim.shape[-2:], generator, sim.dtype)
         signal = self.envelope(sim)

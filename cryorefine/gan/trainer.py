@@ -129,7 +129,12 @@ class Trainer:
         self.generator = self.generator.to(device, memory_format=self.memory_format)
         self.discriminator = PatchDiscriminator(model_config).to(device, memory_format=self.memory_format)
         betas = (train_config.beta1, train_config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=train_config.lr_generator, betas=betas)
+        physical = self.generator.physical_parameters() if isinstance(self.generator, PhysicsPriorGenerator) else []
+        network = [p for p in self.generator.parameters() if all(p is not q for q in physical)]
+        groups = [{"params": network}]
+        if physical:
+            groups.append({"params": physical, "lr": train_config.lr_generator * train_config.physical_lr_factor})
+        self.opt_g = torch.optim.Adam(groups, lr=train_config.lr_generator, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr_discriminator, betas=betas)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)

@@ -20,7 +20,9 @@ from cryorefine_scipion.protocols.protocol_base import (
 )
 
 MODE_APPLY, MODE_GENERATE = 0, 1
-NOISE_MODELS = ("gan", "gaussian", "poisson", "gaussian+poisson", "coloured")
+# The engine's cryorefine.gan.config.NOISE_CHOICES (the plugin may run without the engine installed;
+# tests/test_scipion.py checks the two agree).
+NOISE_MODELS = ("gan", "gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
 POSE_SOURCES = ("uniform", "like")
 CLEAN_STAR = "clean.star"
 

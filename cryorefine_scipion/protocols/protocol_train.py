@@ -41,7 +41,7 @@ class ProtCryorefineTrain(ProtCryorefineBase):
                            "real data wants thousands on a GPU.")
         form.addParam("batchSize", params.IntParam, default=16, label="Batch size")
         form.addParam("lambdaGan", params.FloatParam, default=1.0, label="Adversarial loss weight")
-        form.addParam("lambdaL1", params.FloatParam, default=5.0, label="Paired L1 loss weight",
+        form.addParam("lambdaL1", params.FloatParam, default=1.0, label="Paired L1 loss weight",
                       help="Keep modest: large values make the generator output a denoised mean.")
         form.addParam("lambdaRpsd", params.FloatParam, default=10.0, label="RPSD loss weight",
                       help="Weight of the radial power spectrum term that matches the noise spectrum.")
