@@ -75,10 +75,14 @@ def coloured_noise(count: int, height: int, width: int, power: torch.Tensor, lev
     amplitude = power.to(dtype).clamp_min(0).sqrt()[ring].reshape(height, width // 2 + 1)
     white = torch.randn(count, height, width, generator=generator, dtype=dtype, device=device)
     noise = torch.fft.irfft2(torch.fft.rfft2(white, norm="ortho") * amplitude, s=(height, width), norm="ortho")
-    if levels is None:
-        return noise
-    pick = torch.randint(len(levels), (count,), generator=generator, device=device)
-    return noise * levels.to(dtype)[pick][:, None, None]
+    return noise if levels is None else noise * draw_levels(count, levels, generator, dtype)
+
+
+def draw_levels(count: int, levels: torch.Tensor, generator: torch.Generator | None,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """(count, 1, 1) per-particle noise levels drawn uniformly from the quantiles `levels`."""
+    pick = torch.randint(len(levels), (count,), generator=generator, device=levels.device)
+    return levels.to(dtype)[pick][:, None, None]
 
 
 @dataclass
@@ -166,20 +170,35 @@ class ResidualBank:
             raise ValueError(f"residual bank has {len(self.residuals)} images but {len(self.keys)} keys")
         if not bool(torch.isfinite(self.residuals).all()):
             raise ValueError("residual bank holds non-finite values")
+        self._where: dict[str, list[int]] = {}
+        for index, key in enumerate(self.keys):
+            self._where.setdefault(key, []).append(index)
+
+    def known(self, keys: Sequence[str]) -> int:
+        """How many of `keys` name a particle of the bank (those are kept from their own residual)."""
+        return sum(key in self._where for key in keys)
 
     def sample(self, clean: torch.Tensor, generator: torch.Generator, keys: Sequence[str] | None = None) -> torch.Tensor:
         """clean (B, H, W) + a randomly turned, flipped and shifted residual of another particle."""
         count, (height, width) = clean.shape[0], clean.shape[-2:]
         if (height, width) != tuple(self.residuals.shape[-2:]):
             raise ValueError(f"residual bank is {tuple(self.residuals.shape[-2:])} px, images are {(height, width)}")
+        if keys is not None and len(keys) != count:
+            raise ValueError(f"{len(keys)} particle keys for {count} images")
         size = len(self.residuals)
-        own = torch.full((count,), size, dtype=torch.long)
-        if keys is not None:
-            where = {key: i for i, key in enumerate(self.keys)}
-            own = torch.tensor([where.get(key, size) for key in keys], dtype=torch.long)
         cpu = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
-        draw = torch.floor(torch.rand(count, generator=cpu) * (size - (own < size).long())).long()
-        pick = draw + (draw >= own).long()  # skips the particle's own residual: uniform over the others
+        draw = torch.rand(count, generator=cpu)
+        pick = torch.empty(count, dtype=torch.long)
+        for i in range(count):
+            # Uniform over the bank without the particle's own residual(s) (a symmetry-expanded STAR
+            # holds one particle several times under one key).
+            own = self._where.get(keys[i], ()) if keys is not None else ()
+            if len(own) >= size:
+                raise ValueError(f"every residual in the bank belongs to particle {keys[i]!r}")
+            index = int(draw[i] * (size - len(own)))
+            for taken in own:  # sorted: step over each of the particle's own entries
+                index += index >= taken
+            pick[i] = index
         turns = torch.randint(8, (count,), generator=cpu)
         shifts = torch.randint(height * width, (count,), generator=cpu)
         noise = torch.empty(count, height, width, dtype=torch.float64)
@@ -236,6 +255,8 @@ def noise_levels(residual: torch.Tensor, power: torch.Tensor) -> list[float]:
     ℓ_i² = v_i / mean(v), v_i the variance of residual i. One image's variance scatters by about
     2/N_eff even when every particle has the same level (N_eff from the noise power spectrum
     `power`), so the measured spread of ℓ² is shrunk by that much: identical levels give ℓ = 1.
+    (To first order: the scatter is E[ℓ⁴]·2/N_eff, and N_eff counts the DC term that a per-image
+    variance removes; both are second-order corrections for levels near 1.)
     """
     height, width = residual.shape[-2:]
     variance = residual.double().flatten(1).var(dim=1)
@@ -250,11 +271,13 @@ def noise_levels(residual: torch.Tensor, power: torch.Tensor) -> list[float]:
     return [float(v) for v in quantiles.sqrt()]
 
 
-def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor, keys: Sequence[str] | None = None) -> dict[str, Baseline]:
+def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor, keys: Sequence[str] | None = None,
+                     seed: int = 0) -> dict[str, Baseline]:
     """Fit every baseline on paired images (N, H, W): raw ≈ sim + noise, sim on raw's scale.
 
     `keys` name the particles (for the residual bank: a particle never gets its own residual back);
-    without them the rows are named by their index.
+    without them the rows are named by their index. When the bank cannot hold every residual, a
+    seeded random subset is kept.
     """
     if raw.shape != sim.shape or raw.dim() != 3:
         raise ValueError(f"raw and sim must be paired (N, H, W) stacks, got {tuple(raw.shape)} and {tuple(sim.shape)}")
@@ -284,6 +307,7 @@ def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor, keys: Sequence[str] |
     power = noise_power_spectrum(residual_t, default_bins(min(raw.shape[-2:])))
     bank_size = max(2, min(len(raw), RESIDUAL_BANK_PIXELS // (raw.shape[-1] * raw.shape[-2])))
     names = [str(i) for i in range(len(raw))] if keys is None else list(keys)
+    kept = torch.sort(torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))[:bank_size])[0]
     return {
         "gaussian": NoiseModel("gaussian", offset=offset, gaussian_std=std),
         "poisson": NoiseModel("poisson", offset=offset, poisson_std=std, dose=_dose_from_skewness(std, third)),
@@ -291,7 +315,7 @@ def fit_noise_models(raw: torch.Tensor, sim: torch.Tensor, keys: Sequence[str] |
                                        poisson_std=poisson_std, dose=dose),
         "coloured": NoiseModel("coloured", offset=offset, noise_power=[float(p) for p in power],
                                noise_levels=noise_levels(residual_t, power)),
-        "residual": ResidualBank(residual_t[:bank_size].float().cpu().contiguous(), names[:bank_size]),
+        "residual": ResidualBank(residual_t[kept].float().cpu().contiguous(), [names[i] for i in kept.tolist()]),
     }
 
 
@@ -304,7 +328,7 @@ def save_noise_models(model_dir: str | os.PathLike, models: dict[str, Baseline])
             with atomic_path(model_dir / RESIDUAL_BANK_NAME) as tmp:
                 with open(tmp, "wb") as handle:
                     np.save(handle, model.residuals.numpy().astype(np.float32))
-            described[name] = {"kind": "residual", "images": RESIDUAL_BANK_NAME, "keys": model.keys}
+            described[name] = {"kind": "residual", "keys": model.keys}
         else:
             described[name] = model.to_dict()
     atomic_write_text(model_dir / NOISE_MODELS_NAME, json.dumps(described, indent=2) + "\n")
@@ -318,8 +342,11 @@ def load_noise_model(model_dir: str | os.PathLike, kind: str) -> Baseline:
     description = json.loads(path.read_text())[kind]
     if description.get("kind") != "residual":
         return NoiseModel.from_dict(description)
-    bank_path = Path(model_dir) / str(description["images"])
+    bank_path = Path(model_dir) / RESIDUAL_BANK_NAME
     if not bank_path.is_file():
         raise ValueError(f"its residual bank {bank_path.name} is missing")
-    images = np.load(bank_path, allow_pickle=False)
+    try:
+        images = np.load(bank_path, allow_pickle=False)
+    except EOFError:
+        raise ValueError(f"its residual bank {bank_path.name} is empty or truncated") from None
     return ResidualBank(torch.from_numpy(np.asarray(images, dtype=np.float32)), [str(k) for k in description["keys"]])

@@ -49,7 +49,7 @@ def test_noise_matched_training_set_ranks_above_white_noise(scores):
     assert held_out["matched"].frc_mean > held_out["white"].frc_mean
 
 
-def test_score_is_a_correlation_with_the_paired_sims(scores):
+def test_score_is_a_correlation_with_the_paired_sims():
     clean = _signal(50, 6)
     identity = torch.nn.Identity()
     perfect = score_denoiser(identity, clean * 3 + 1, clean)

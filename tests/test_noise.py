@@ -101,7 +101,7 @@ def test_gaussian_plus_poisson_falls_back_to_half_split_for_symmetric_noise(pair
 def test_save_and_load_round_trip_through_the_model_folder(paired, tmp_path):
     _, clean, models = paired
     save_noise_models(tmp_path, models)
-    assert json.loads((tmp_path / "noise_models.json").read_text())["residual"]["images"] == "residual_bank.npy"
+    assert (tmp_path / "residual_bank.npy").is_file() and json.loads((tmp_path / "noise_models.json").read_text())["residual"]["keys"]
     for name, model in models.items():
         restored = load_noise_model(tmp_path, name)
         if isinstance(model, NoiseModel):
@@ -181,4 +181,24 @@ def test_residual_transplant_keeps_the_real_noise_and_turns_it():
     assert float(rpsd_distance(out - clean, raw - clean)[0]) < 0.03
     # Not a copy of any residual in place: the transplant is turned, flipped or shifted.
     same = [(out[i] - clean[i]).allclose(raw[j] - clean[j]) for i in range(8) for j in range(len(raw))]
-    assert sum(same) < 8
+    assert sum(same) == 0
+
+
+def test_particle_keys_match_between_raw_and_sim_and_survive_duplicates(tmp_path):
+    """simulate's raw.star and sim.star name each particle alike; a symmetry-expanded duplicate is excluded too."""
+    import numpy as np
+    import pandas as pd
+
+    from cryorefine.io.star import particle_keys
+
+    raw = pd.DataFrame({"rlnImageName": ["1@raw.mrcs", "2@raw.mrcs"], "rlnAngleRot": [10.0, 20.0],
+                        "rlnAngleTilt": [30.0, 40.0], "rlnAnglePsi": [1.0, 2.0], "rlnDefocusU": [1e4, 2e4]})
+    sim = raw.assign(rlnImageName=["1@sim.mrcs", "2@sim.mrcs"])
+    assert particle_keys(raw) == particle_keys(sim) and len(set(particle_keys(raw))) == 2
+    located = raw.assign(rlnMicrographName=["m1.mrc", "m1.mrc"], rlnCoordinateX=[5.0, 5.0], rlnCoordinateY=[7.0, 7.0])
+    assert len(set(particle_keys(located))) == 1  # the same particle twice (symmetry expansion)
+    residuals = torch.arange(3, dtype=torch.float32)[:, None, None].expand(3, 4, 4).contiguous()
+    bank = ResidualBank(residuals, ["a", "a", "b"])
+    out = bank.sample(torch.zeros(50, 4, 4), torch.Generator().manual_seed(0), ["a"] * 50)
+    assert set(out[:, 0, 0].round().long().tolist()) == {2} and bank.known(["a", "z"]) == 1
+    assert np.isfinite(out.numpy()).all()

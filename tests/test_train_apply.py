@@ -105,7 +105,7 @@ def test_same_seed_same_model_and_same_applied_images(pairs, model, tmp_path):
     assert not np.allclose(outputs["a"], outputs["c"])
 
 
-@pytest.mark.parametrize("noise", ["gan", "gaussian", "poisson", "gaussian+poisson", "coloured"])
+@pytest.mark.parametrize("noise", ["gan", "gaussian", "poisson", "gaussian+poisson", "coloured", "residual"])
 def test_apply_keeps_metadata_and_changes_only_image_names(pairs, model, tmp_path, noise):
     out = tmp_path / "out"
     run("apply", "--model", model, "--particles", pairs / "sim.star", "--out", out, "--noise", noise, "--batch-size", 7)
@@ -119,6 +119,14 @@ def test_apply_keeps_metadata_and_changes_only_image_names(pairs, model, tmp_pat
     assert (images - sim).std() > 0.1  # noise was added
     if noise != "gan":  # the baselines are fitted: their noise is on raw's scale (std ~1)
         assert 0.8 < (images - sim).std() < 1.2
+    if noise == "residual":  # the training sims themselves: each gets another particle's real residual
+        raw = read_stack(pairs / "raw.mrcs")
+        for i in range(len(sim)):
+            own = raw[i] - sim[i]
+            turned = [np.rot90(own, k) for k in range(4)]
+            assert not any(np.allclose(np.roll(t, (dy, dx), (0, 1)), images[i] - sim[i])
+                           for t in turned + [x[:, ::-1] for x in turned]
+                           for dy in range(own.shape[0]) for dx in range(own.shape[1]))
 
 
 def test_apply_failure_leaves_no_partial_output(pairs, model, tmp_path):

@@ -49,6 +49,9 @@ def main(args: argparse.Namespace) -> None:
     prefix = image_path_prefix(args.out, args.project_dir)
     n = len(star)
     keys = particle_keys(star.particles)
+    if args.noise == "residual":
+        log.info("%d of %d particles are in the residual bank (they never get their own residual)",
+                 refiner.noise_model.known(keys), len(keys))
     try:
         with StagedOutputDir(args.out) as staged:
             with StackWriter(staged.path("particles.mrcs"), n, images.box, pixel_size) as writer:

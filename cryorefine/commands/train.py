@@ -36,14 +36,12 @@ from cryorefine.errors import InputError
 from cryorefine.gan.config import NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import PairedParticles, PairSource
 from cryorefine.gan.onthefly import OnTheFlyPairs
-from cryorefine.gan.trainer import Distributed, Performance, Trainer
+from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
 from cryorefine.io.atomic import atomic_write_text
-from cryorefine.io.star import particle_keys
 from cryorefine.simulate import SimulateConfig
 
 log = logging.getLogger(__name__)
 
-NOISE_FIT_MAX_IMAGES = 2000
 ON_THE_FLY_NAME = "simulation.json"  # how on-the-fly sims were made (geometry, fitted scale)
 
 # Command-line option -> (config class, field); defaults come from the dataclasses.
@@ -101,6 +99,8 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainCo
     train = TrainConfig(**values[TrainConfig])
     if train.steps < 1 or train.batch_size < 1:
         raise InputError(None, "--steps and --batch-size must be at least 1")
+    if not train.physical_lr_factor > 0:
+        raise InputError(None, "--physical-lr-factor must be positive")
     if not 0 < train.validation_fraction < 1:
         raise InputError(None, "--validation-fraction must be between 0 and 1")
     return ModelConfig(**values[ModelConfig]), LossConfig(**values[LossConfig]), train
@@ -125,14 +125,6 @@ def simulation_record(source: OnTheFlyPairs) -> dict:
     return {"particles": str(config.particles), "map": str(config.map), "box": source.box,
             "pixel_size": source.pixel_size, "apply_ctf": config.apply_ctf, "bfactor": config.bfactor,
             "scale_per_optics_group": {str(g): s for g, s in (source.scales or {}).items()}}
-
-
-def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[str, noise.Baseline]:
-    """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) training pairs."""
-    sample = np.sort(np.random.default_rng(seed).permutation(rows)[:NOISE_FIT_MAX_IMAGES])
-    sim, raw = pairs.read(sample)
-    keys = particle_keys(pairs.particles().iloc[sample])
-    return noise.fit_noise_models(torch.from_numpy(raw), torch.from_numpy(sim), keys)
 
 
 def main(args: argparse.Namespace) -> None:

@@ -61,7 +61,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 400
+    steps: int = 800
     batch_size: int = 16
     # Adam with pix2pix's learning rate and beta1 = 0.5, which damps the GAN's oscillation.
     lr_generator: float = 2e-4

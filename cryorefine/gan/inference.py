@@ -29,7 +29,7 @@ def load_noise_model(model_dir: str | os.PathLike, kind: str) -> noise.Baseline:
         return noise.load_noise_model(model_dir, kind)
     except KeyError:
         raise InputError(path, f"no {kind!r} noise model (a model trained by an older cryorefine? train it again)") from None
-    except (ValueError, TypeError, AttributeError, OSError) as exc:
+    except (ValueError, TypeError, AttributeError, OSError, EOFError) as exc:
         raise InputError(path, f"no usable {kind!r} noise model ({exc})") from None
 
 

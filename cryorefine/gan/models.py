@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cryorefine.noise import NOISE_LEVELS, NoiseModel, coloured_noise, noise_std
+from cryorefine.noise import NOISE_LEVELS, NoiseModel, coloured_noise, draw_levels, noise_std
 from cryorefine.gan.config import NOISE_PRIORS, ModelConfig
 from cryorefine.spectra import default_bins, ring_indices
 
@@ -113,8 +113,8 @@ class NoisePrior(nn.Module):
     """The fitted coloured noise model in normalised units, with a learned pixel-value correction.
 
     Buffers (saved with the weights, moved with the module, broadcast by DDP) hold the ring power
-    spectrum, the per-particle levels and the mean offset. The drawn noise n = σ·z is then bent
-    pixel by pixel, n' = σ·(z + a₂·He₂(z) + a₃·He₃(z)) with the Hermite polynomials He₂ = z² − 1
+    spectrum, the per-particle levels and the mean offset. Unit-level noise σ·z is bent pixel by
+    pixel, σ·(z + a₂·He₂(z) + a₃·He₃(z)), then scaled by the particle's level; He₂ = z² − 1
     and He₃ = z³ − 3z: a₂ sets the skewness (about 6·a₂) and a₃ the tails, which the U-Net alone
     learns slowly (right-skewed low-dose noise). Both start at zero, so the prior starts as the baseline.
     """
@@ -138,12 +138,12 @@ class NoisePrior(nn.Module):
     def forward(self, count: int, height: int, width: int, generator: torch.Generator | None,
                 dtype: torch.dtype) -> torch.Tensor:
         power = self.power.float()
-        sample = coloured_noise(count, height, width, power, self.levels.float(), generator, torch.float32)
         sigma = noise_std(power, height, width).clamp_min(1e-12)
-        z = sample / sigma
+        z = coloured_noise(count, height, width, power, None, generator, torch.float32) / sigma  # unit std
         a2, a3 = self.hermite.float()
         bent = sigma * (z + a2 * (z * z - 1) + a3 * (z * z * z - 3 * z))
-        return (bent + self.offset.float())[:, None].to(dtype)
+        level = draw_levels(count, self.levels.float(), generator, torch.float32)  # after the bend: same shape at any level
+        return (bent * level + self.offset.float())[:, None].to(dtype)
 
 
 class SignalEnvelope(nn.Module):

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cryorefine import plots, spectra
+from cryorefine import noise, plots, spectra
 from cryorefine.errors import InputError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
@@ -34,6 +34,7 @@ from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import Normalisation, PairSource, step_loader
 from cryorefine.gan.models import PatchDiscriminator, PhysicsPriorGenerator, build_generator
 from cryorefine.io.atomic import atomic_write_text
+from cryorefine.io.star import particle_keys
 from cryorefine.noise import NoiseModel
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,17 @@ def evaluation_generator(seed: int, device: torch.device) -> torch.Generator:
     return generator
 
 
+NOISE_FIT_MAX_IMAGES = 2000
+
+
+def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[str, noise.Baseline]:
+    """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) of the training `rows`."""
+    sample = np.sort(np.random.default_rng(seed).permutation(rows)[:NOISE_FIT_MAX_IMAGES])
+    sim, raw = pairs.read(sample)
+    keys = particle_keys(pairs.particles().iloc[sample])
+    return noise.fit_noise_models(torch.from_numpy(raw), torch.from_numpy(sim), keys, seed)
+
+
 @torch.no_grad()
 def refine(generator: torch.nn.Module, sim: torch.Tensor, batch_size: int, noise: torch.Generator) -> torch.Tensor:
     """G applied in batches to normalised sims (N, 1, H, W)."""
@@ -100,8 +112,8 @@ class Trainer:
                  distributed: Distributed = Distributed(), performance: Performance = Performance(),
                  noise_prior: NoiseModel | None = None):
         """`noise_prior`: the coloured baseline fitted on the training pairs, which the default
-        generator starts from (needed on rank 0 of a new run; resumed runs and other ranks get it
-        from the checkpoint or from DDP's first broadcast)."""
+        generator starts from (fitted here on rank 0 of a new run when not given; resumed runs and
+        other ranks get it from the checkpoint or from DDP's first broadcast)."""
         if loss_config.gan_mode not in losses.GAN_MODES:
             raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
@@ -124,7 +136,7 @@ class Trainer:
         self.generator = build_generator(model_config, pairs.box)
         if isinstance(self.generator, PhysicsPriorGenerator) and not resume and distributed.is_main:
             if noise_prior is None:
-                raise ValueError("the physics-prior generator needs the fitted coloured noise model")
+                noise_prior = fit_noise_baselines(pairs, self.train_rows, train_config.seed)["coloured"]
             self.generator.prior.fit(noise_prior, normalisation.std)
         self.generator = self.generator.to(device, memory_format=self.memory_format)
         self.discriminator = PatchDiscriminator(model_config).to(device, memory_format=self.memory_format)
@@ -182,11 +194,16 @@ class Trainer:
         settings, state = load_checkpoint(self.out_dir, map_location=self.device)
         check_resumable(settings, model_config, loss_config, train_config, self.pairs.box, self.out_dir / CHECKPOINT_NAME)
         self.settings = ModelSettings(model_config, loss_config, train_config, settings.normalisation, settings.box)
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_generator"])
-        self.opt_d.load_state_dict(state["opt_discriminator"])
-        self.scaler.load_state_dict(state["scaler"])
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            self.opt_g.load_state_dict(state["opt_generator"])
+            self.opt_d.load_state_dict(state["opt_discriminator"])
+            self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(self.out_dir / CHECKPOINT_NAME, "cannot resume: the checkpoint does not match this "
+                             f"cryorefine's model ({detail[:160]})") from None
         torch.set_rng_state(state["rng_torch"].cpu())
         self.step = int(state["step"])
         log.info("resuming %s at step %d", self.out_dir, self.step)

@@ -36,7 +36,7 @@ class ProtCryorefineTrain(ProtCryorefineBase):
                            "'Training steps' is then the new total.")
 
         form.addSection(label="Training")
-        form.addParam("steps", params.IntParam, default=400, label="Training steps",
+        form.addParam("steps", params.IntParam, default=800, label="Training steps",
                       help="Total optimiser steps. A few hundred show the method on a CPU; "
                            "real data wants thousands on a GPU.")
         form.addParam("batchSize", params.IntParam, default=16, label="Batch size")
