@@ -16,6 +16,7 @@ from cryorefine.errors import InputError
 from cryorefine.bench import synthetic_particles
 from cryorefine.gan import data as gan_data
 from cryorefine.gan import onthefly
+from cryorefine.gan import trainer as trainer_module
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import Normalisation, step_loader
 from cryorefine.gan.onthefly import OnTheFlyPairs
@@ -109,6 +110,7 @@ def test_training_reads_samples_and_batches_not_the_data_set(tmp_path, monkeypat
     star, volume = synthetic_particles(tmp_path / "particles", n=n, box=16)
     monkeypatch.setattr(onthefly, "SCALE_SAMPLE", 64)
     monkeypatch.setattr(gan_data, "_NORMALISATION_SAMPLE", 64)
+    monkeypatch.setattr(trainer_module, "NOISE_FIT_MAX_IMAGES", 64)
     read_counts = []
     original_read = ParticleImages.read
 
@@ -121,7 +123,7 @@ def test_training_reads_samples_and_batches_not_the_data_set(tmp_path, monkeypat
     trainer = Trainer(source, tmp_path / "model", ModelConfig(base_channels=4, depth=2), LossConfig(),
                       TrainConfig(steps=steps, batch_size=batch, max_validation=32), CPU)
     setup_reads = sum(read_counts)
-    assert setup_reads == 64 + 64 + 32  # scale fit, normalisation, validation set
+    assert setup_reads == 64 + 64 + 64 + 32  # scale fit, normalisation, noise prior fit, validation set
     read_counts.clear()
     for sim, raw in trainer.batches():
         assert sim.shape == raw.shape == (batch, 1, 16, 16)
