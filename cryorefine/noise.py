@@ -188,22 +188,19 @@ class ResidualBank:
         size = len(self.residuals)
         cpu = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
         draw = torch.rand(count, generator=cpu)
-        pick = torch.empty(count, dtype=torch.long)
+        turns = torch.randint(8, (count,), generator=cpu)
+        shifts = torch.randint(height * width, (count,), generator=cpu)
+        noise = torch.empty(count, height, width, dtype=torch.float64)
         for i in range(count):
             # Uniform over the bank without the particle's own residual(s) (a symmetry-expanded STAR
             # holds one particle several times under one key).
             own = self._where.get(keys[i], ()) if keys is not None else ()
             if len(own) >= size:
                 raise ValueError(f"every residual in the bank belongs to particle {keys[i]!r}")
-            index = int(draw[i] * (size - len(own)))
+            pick = int(draw[i] * (size - len(own)))
             for taken in own:  # sorted: step over each of the particle's own entries
-                index += index >= taken
-            pick[i] = index
-        turns = torch.randint(8, (count,), generator=cpu)
-        shifts = torch.randint(height * width, (count,), generator=cpu)
-        noise = torch.empty(count, height, width, dtype=torch.float64)
-        for i in range(count):
-            image = torch.rot90(self.residuals[pick[i]].double(), int(turns[i]) % 4, dims=(0, 1))
+                pick += pick >= taken
+            image = torch.rot90(self.residuals[pick].double(), int(turns[i]) % 4, dims=(0, 1))
             image = image.flip(1) if turns[i] >= 4 else image
             noise[i] = torch.roll(image, (int(shifts[i]) // width, int(shifts[i]) % width), dims=(0, 1))
         return (clean.detach().double().cpu() + noise).to(device=clean.device, dtype=clean.dtype)
@@ -216,6 +213,8 @@ def _dose_from_skewness(std: float, third_moment: float) -> float:
     if third_moment <= 0 or std <= 0:
         return DOSE_MAX
     return float(np.clip((std**3 / third_moment) ** 2, DOSE_MIN, DOSE_MAX))
+
+
 def _variance_slope(residual: np.ndarray, clean: np.ndarray) -> tuple[float, float]:
     """dVar(residual)/dclean and its standard error, from a weighted line through per-quantile-bin variances."""
     edges = np.unique(np.quantile(clean, np.linspace(0, 1, SIGNAL_BINS + 1)))
@@ -335,11 +334,8 @@ def save_noise_models(model_dir: str | os.PathLike, models: dict[str, Baseline])
 
 
 def load_noise_model(model_dir: str | os.PathLike, kind: str) -> Baseline:
-    """One fitted baseline of a model folder; ValueError says what is missing or wrong."""
-    path = Path(model_dir) / NOISE_MODELS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no {NOISE_MODELS_NAME}")
-    description = json.loads(path.read_text())[kind]
+    """One fitted baseline of a model folder; OSError, KeyError or ValueError say what is missing or wrong."""
+    description = json.loads((Path(model_dir) / NOISE_MODELS_NAME).read_text())[kind]
     if description.get("kind") != "residual":
         return NoiseModel.from_dict(description)
     bank_path = Path(model_dir) / RESIDUAL_BANK_NAME

@@ -142,7 +142,8 @@ class Trainer:
         self.discriminator = PatchDiscriminator(model_config).to(device, memory_format=self.memory_format)
         betas = (train_config.beta1, train_config.beta2)
         physical = self.generator.physical_parameters() if isinstance(self.generator, PhysicsPriorGenerator) else []
-        network = [p for p in self.generator.parameters() if all(p is not q for q in physical)]
+        physical_ids = {id(p) for p in physical}
+        network = [p for p in self.generator.parameters() if id(p) not in physical_ids]
         groups = [{"params": network}]
         if physical:
             groups.append({"params": physical, "lr": train_config.lr_generator * train_config.physical_lr_factor})
