@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,4 +133,14 @@ def test_downstream_bad_options_are_one_line_errors(pairs, tmp_path, capsys, ext
                  "--out", str(tmp_path / "d")])
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1 and words in message
+    assert not (tmp_path / "d").exists()
+
+
+def test_downstream_constant_training_set_is_a_one_line_error(pairs, tmp_path, capsys):
+    _write_set(pairs, "flat", np.zeros((N, BOX, BOX), dtype=np.float32))
+    code = main(["evaluate", "--denoise", f"flat={pairs / 'flat.star'}", "--denoise-clean", str(pairs / "sim.star"),
+                 "--raw", str(pairs / "raw.star"), "--sim", str(pairs / "sim.star"), "--denoise-steps", "2",
+                 "--denoise-repeats", "1", "--out", str(tmp_path / "d")])
+    message = capsys.readouterr().err.strip()
+    assert code == 2 and len(message.splitlines()) == 1 and "constant" in message
     assert not (tmp_path / "d").exists()

@@ -200,8 +200,9 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
     if args.denoise_steps < 1 or args.denoise_repeats < 1:
         raise InputError(None, "--denoise-steps and --denoise-repeats must be at least 1")
     clean = _open(args.denoise_clean, args.project_dir)
+    training_paths = _named_folders(args.denoise, "--denoise")
     training = {}
-    for name, path in _named_folders(args.denoise, "--denoise").items():
+    for name, path in training_paths.items():
         noisy = _open(path, args.project_dir)
         _check_paired(clean, noisy)
         training[name] = noisy
@@ -226,11 +227,14 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
     oracle = args.denoise_oracle if args.denoise_oracle in training else None
     floor = args.denoise_floor if args.denoise_floor in training else None
     config = DenoiserConfig(steps=args.denoise_steps, seed=args.seed, repeats=args.denoise_repeats)
-    scores = downstream_scores(training_images, test_images, oracle, floor, config)
+    try:
+        scores = downstream_scores(training_images, test_images, oracle, floor, config)
+    except ValueError as exc:  # a constant or too small set
+        raise InputError(args.denoise_clean, f"downstream score: {exc}") from None
     report = {"scores": {test: {name: score.to_dict() for name, score in by_method.items()}
                          for test, by_method in scores.items()},
               "oracle": oracle, "floor": floor, "denoiser": asdict(config),
-              "training_sets": {name: str(path) for name, path in _named_folders(args.denoise, "--denoise").items()},
+              "training_sets": {name: str(path) for name, path in training_paths.items()},
               "clean": str(args.denoise_clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
     with StagedOutputDir(args.out) as out:
         out.path("downstream.json").write_text(json.dumps(report, indent=2) + "\n")
