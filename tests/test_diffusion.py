@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from conftest import run_cli
 from cryorefine.gan.config import ModelConfig
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.unpaired.data import Standardiser
+from cryorefine.unpaired.train import UnpairedConfig, physics_images, train_translator
 from cryorefine.unpaired.diffusion import (
     Denoiser,
     DiffusionConfig,
@@ -21,10 +24,12 @@ from cryorefine.unpaired.diffusion import (
     gaussian_low_pass,
     train_diffusion,
 )
-from cryorefine.unpaired.methods import noise_baseline, real_background
+from cryorefine.unpaired.data import real_micrograph, standardise
+from cryorefine.unpaired.methods import MicrographNoise, noise_baseline, real_background, ring_power
 from cryorefine.unpaired.store import load_translator, save_translator
 
 TINY = ModelConfig(base_channels=4, depth=2)
+REAL_MICROGRAPH = Path(__file__).resolve().parents[1] / "cryorefine" / "data" / "demo" / "micrograph_real.mrc"
 
 
 class GaussianOracle(torch.nn.Module):
@@ -138,6 +143,99 @@ def test_noise_baselines_have_the_dose_statistics():
     assert gaussian.mean() == pytest.approx(160, abs=0.2) and gaussian.var() == pytest.approx(160, rel=0.03)
     assert poisson.mean() == pytest.approx(160, abs=0.2) and poisson.var() == pytest.approx(160, rel=0.03)
     assert np.allclose(poisson, np.round(poisson))  # counts
+
+
+def _relative_errors(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return np.abs(ours / reference - 1)
+
+
+def test_coloured_baseline_has_the_real_strips_noise_power():
+    """Fitted on the real micrograph's training strip, the coloured baseline of a flat scene has that
+    strip's measured power: on the whole image per ring, and as evaluate measures it on 32 px tiles."""
+    training, _ = real_micrograph(REAL_MICROGRAPH, 4.0, 0.5)
+    noise = MicrographNoise.fit([training])
+    dose = 40 * 4.0**2
+    flat = np.full((training.shape[0],) * 2, dose, dtype=np.float32)
+    outputs = [noise.sample(flat, dose, seed) for seed in range(3)]
+    power = np.array(noise.power)
+    n_bins = len(power) - 1
+    scale = dose / power[int(0.8 * n_bins) : n_bins].mean()
+    measured = np.mean([ring_power(o, n_bins).numpy() for o in outputs], axis=0)
+    # Ring 0 holds one image's offset; rings 1-3 have only tens of coefficients (sampling scatter).
+    errors = _relative_errors(measured[4:], scale * power[4:])
+    assert np.median(errors) < 0.03 and errors.max() < 0.2
+    tiles = _relative_errors(tile_noise_power(grid_tiles([standardise(o) for o in outputs], 32)),
+                             tile_noise_power(grid_tiles([standardise(training)], 32)))
+    assert np.median(tiles) < 0.05 and tiles.max() < 0.2
+    assert all(abs(o.mean() - dose) < 0.01 * dose for o in outputs)
+
+
+def test_coloured_baseline_keeps_the_particles_and_tops_them_up_to_the_real_spectrum():
+    """Signal + noise has the real spectrum: the noise is the real power less the scene's own."""
+    rng = np.random.default_rng(0)
+    size, dose = 256, 640.0
+    # 'Real': a known coloured field (a blobby low-frequency part over white noise) with a gradient.
+    real = (ndimage.gaussian_filter(rng.normal(size=(size, size // 2)), 3.0) * 60
+            + rng.normal(size=(size, size // 2)) * 25 + np.linspace(0, 40, size)[:, None] + 5000)
+    noise = MicrographNoise.fit([real])
+    blobs = ndimage.gaussian_filter((rng.random((size, size)) > 0.995).astype(float), 2.0)
+    clean = (dose * (1 - 0.02 * blobs / blobs.max())).astype(np.float32)
+    output = noise.sample(clean, dose, seed=1)
+    power = np.array(noise.power)
+    n_bins = len(power) - 1
+    target = power * dose / power[int(0.8 * n_bins) : n_bins].mean()
+    signal = ring_power(clean, n_bins).numpy()
+    topped_up = signal < 0.9 * target
+    errors = _relative_errors(ring_power(output, n_bins).numpy()[1:], target[1:])[topped_up[1:]]
+    assert topped_up[1:].mean() > 0.9 and np.median(errors) < 0.08
+    residual = output - clean  # the particles are untouched: what was added is noise, independent of them
+    assert abs(np.corrcoef(residual.ravel(), blobs.ravel())[0, 1]) < 0.05
+
+
+def test_partial_diffusion_keeps_the_particles_low_pass_without_guidance():
+    """Started from the physics image noised to 20 % of the levels, even a denoiser that knows
+    nothing of the structure (the exact one for white data) keeps the particles' low-pass inside
+    their masks (the physics image itself: 0.97); started from pure noise it keeps nothing."""
+    generator = torch.Generator().manual_seed(0)
+    size = 96
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    structure, mask = torch.zeros(2, 1, size, size), torch.zeros(2, 1, size, size)
+    for b, centres in enumerate(torch.randint(8, size - 8, (2, 12, 2), generator=generator)):
+        for y, x in centres:  # particles: Gaussian blobs, masked out to 8 px from their centres
+            distance2 = (rows - y) ** 2 + (cols - x) ** 2
+            structure[b, 0] += torch.exp(-distance2 / 18.0)
+            mask[b, 0] = torch.maximum(mask[b, 0], (distance2 <= 64).float())
+    structure = 0.5 * structure / structure.std()
+    physics = structure + 0.75**0.5 * torch.randn(structure.shape, generator=generator)
+    inside = mask.bool()
+    correlations = {}
+    for level in (0.2, 1.0):
+        config = DiffusionConfig(sampling_steps=10, guidance=0.0, start_level=level)
+        translator = _translator(GaussianOracle(1.0, config.timesteps), config)
+        output = translator.translate(structure, mask, torch.Generator().manual_seed(2), physics)
+        low = gaussian_low_pass(output, config.condition_sigma)[inside]
+        target = gaussian_low_pass(structure, config.condition_sigma)[inside]
+        correlations[level] = float(torch.corrcoef(torch.stack([low, target]))[0, 1])
+        assert output.var().item() == pytest.approx(physics.var().item(), rel=0.1)
+    assert correlations[0.2] > 0.95 and correlations[1.0] < 0.3
+
+
+def test_physics_translator_starts_as_the_coloured_baseline_and_round_trips(tmp_path):
+    """With the residual head at zero the untrained physics-input generator returns its input; the
+    saved model keeps its input kind and the measured real spectrum."""
+    rng = np.random.default_rng(0)
+    cleans = [np.full((96, 96), 160.0, dtype=np.float32) - 8 * (rng.random((96, 96)) > 0.99) for _ in range(2)]
+    masks = [(c < 160).astype(np.float32) for c in cleans]
+    real = [rng.normal(5000, 70, size=(96, 96)).astype(np.float32)]
+    config = UnpairedConfig(model=TINY, steps=1, batch_size=2, tile=32, learning_rate=0.0, input="physics")
+    translator, _ = train_translator(cleans, masks, real, config, dose_per_pixel=160.0)
+    physics = torch.from_numpy(physics_images(cleans, translator.noise, 160.0, seed=3)[0])[None, None]
+    mask = torch.from_numpy(masks[0])[None, None]
+    output = translator.translate(torch.zeros_like(physics), mask, torch.Generator().manual_seed(0), physics)
+    assert torch.equal(output, physics)
+    save_translator(translator, tmp_path, [])
+    loaded = load_translator(tmp_path / "translator.pt")
+    assert loaded.needs_physics and loaded.noise == translator.noise
 
 
 def test_real_background_crops_drops_outside_particles_and_relabels_the_mask():

@@ -165,8 +165,11 @@ def test_trained_picker_finds_blobs_and_wrong_labels_do_not(blobs):
         wrong.append(places[away][: len(xy)])
     results = picking_experiment({"right": (micrographs[:2], coordinates[:2]),
                                   "wrong": (micrographs[:2], wrong)},
-                                 (micrographs[2:], coordinates[2:]), particle_radius=8, config=SMALL)
+                                 (micrographs[2:], coordinates[2:]), particle_radius=8, config=SMALL, repeats=2)
     assert results["right"]["average_precision"] > 0.8
+    runs = [run["average_precision"] for run in results["right"]["runs"]]
+    assert len(runs) == 2 and results["right"]["average_precision"] == pytest.approx(np.mean(runs))
+    assert results["right"]["average_precision_std"] == pytest.approx(np.std(runs, ddof=1))
     assert results["wrong"]["average_precision"] < 0.3
     assert results["right"]["n_true"] == 14 and results["right"]["n_train_particles"] == 28
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -10,11 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli, shared_data
+from conftest import run_cli
 from cryorefine.unpaired.data import real_micrograph
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.model import PatchProjector
 from cryorefine.unpaired.tiling import apply_tiled
+
+
+# Bundled (cryorefine/data/demo/ATTRIBUTION.md): a real micrograph at 4 Å/px and the real TRPV1 map.
+BUNDLE = Path(__file__).resolve().parents[1] / "cryorefine" / "data" / "demo"
+REAL = BUNDLE / "micrograph_real.mrc"
+TRPV1_MAP = BUNDLE / "trpv1" / "consensus_map.mrc"
 
 
 def _conv_model() -> nn.Module:
@@ -61,9 +68,8 @@ def test_patch_nce_prefers_outputs_that_keep_the_layout():
 
 
 def test_real_micrograph_is_resampled_and_split_without_overlap():
-    path = shared_data("micrograph_epu", "epu2.9_example.mrc")
-    train, heldout = real_micrograph(path, 8.0, 0.25)
-    side = int(round(4096 * 0.66655135 / 8.0)) // 2 * 2
+    train, heldout = real_micrograph(REAL, 8.0, 0.25)
+    side = int(round(682 * mrcfile.open(REAL).voxel_size.x.item() / 8.0)) // 2 * 2
     assert train.shape[0] == heldout.shape[0] == side
     assert train.shape[1] + heldout.shape[1] == side
     assert heldout.shape[1] == pytest.approx(0.25 * side, abs=1)
@@ -71,7 +77,7 @@ def test_real_micrograph_is_resampled_and_split_without_overlap():
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    map_path = shared_data("trpv1", "consensus_map.mrc")
+    map_path = TRPV1_MAP
     folder = tmp_path_factory.mktemp("unpaired") / "scenes"
     result = run_cli("scene", "--species", f"{map_path}:8", "--size", "160", "--pixel-size", "8", "--dose", "40",
                      "--n-micrographs", "2", "--out", folder)
@@ -81,7 +87,7 @@ def scenes(tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["contrastive", "diffusion"])
 def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
-    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    real = REAL
     model = tmp_path / "model"
     result = run_cli("translate", "train", "--method", method, "--scenes", scenes, "--real", real, "--out", model,
                      "--steps", "6", "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--tile", "32",
@@ -90,16 +96,20 @@ def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
     assert (model / "translator.pt").is_file() and (model / "log.csv").is_file()
     assert json.loads((model / "config.json").read_text())["method"] == method
 
-    override = ["--sampling-steps", "2", "--guidance", "0.5"]
+    override = ["--sampling-steps", "2", "--guidance", "0.5", "--start-level", "0.4"]
     result = run_cli("translate", "apply", "--model", model, *override, "--scenes", scenes, "--out", tmp_path / "o")
     if method == "contrastive":
         assert result.returncode == 2 and "diffusion model only" in result.stderr and not (tmp_path / "o").exists()
-    else:
+    else:  # partial diffusion from the physics image
         assert result.returncode == 0, result.stderr
+        assert np.isfinite(mrcfile.read(tmp_path / "o" / "translated_000.mrc")).all()
 
     sets = {}
     for name, source in ((method, ["--model", model]), ("gaussian", ["--baseline", "gaussian"]),
-                         ("realbg", ["--baseline", "real-background", "--real", real])):
+                         ("coloured", ["--baseline", "coloured", "--real", real]),
+                         ("realbg", ["--baseline", "real-background", "--real", real]),
+                         ("realbg_training", ["--baseline", "real-background", "--background-strip", "training",
+                                              "--real", real])):
         sets[name] = tmp_path / name
         result = run_cli("translate", "apply", *source, "--scenes", scenes, "--out", sets[name],
                          "--tile", "64", "--margin", "8")
@@ -132,7 +142,7 @@ def test_translate_without_a_model_is_a_one_line_error(tmp_path, scenes):
 
 def test_picking_experiment_from_the_command_line(tmp_path, scenes):
     pytest.importorskip("topaz")
-    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    real = REAL
     for name, source in (("gaussian", ["--baseline", "gaussian"]),
                          ("realbg", ["--baseline", "real-background", "--real", real])):
         assert run_cli("translate", "apply", *source, "--scenes", scenes, "--out", tmp_path / name).returncode == 0
@@ -153,7 +163,7 @@ def test_picking_experiment_from_the_command_line(tmp_path, scenes):
 
 
 def test_a_tile_larger_than_the_training_images_is_a_one_line_error(tmp_path, scenes):
-    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    real = REAL
     result = run_cli("translate", "train", "--method", "diffusion", "--scenes", scenes, "--real", real,
                      "--out", tmp_path / "m", "--steps", "2", "--tile", "512")
     assert result.returncode == 2 and "--tile 512" in result.stderr and "Traceback" not in result.stderr
@@ -165,9 +175,13 @@ def test_a_tile_larger_than_the_training_images_is_a_one_line_error(tmp_path, sc
     (["apply", "--baseline", "gaussian", "--guidance", "2"], "--guidance"),
     (["train", "--real", "REAL", "--steps", "0"], "--steps"),
     (["train", "--real", "REAL", "--sampling-steps", "0"], "--sampling-steps"),
+    (["train", "--real", "REAL", "--start-level", "1.5"], "--start-level"),
+    (["train", "--real", "REAL", "--lambda-structure", "nan"], "--lambda-structure"),
+    (["apply", "--baseline", "gaussian", "--start-level", "0"], "--start-level"),
+    (["apply", "--baseline", "coloured"], "--real"),
 ])
 def test_impossible_settings_are_one_line_errors(tmp_path, scenes, argv, message):
-    real = str(shared_data("micrograph_epu", "epu2.9_example.mrc"))
+    real = str(REAL)
     argv = [real if a == "REAL" else a for a in argv]
     result = run_cli("translate", *argv, "--scenes", scenes, "--out", tmp_path / "out")
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
@@ -182,7 +196,7 @@ def test_a_model_file_that_is_not_a_translator_is_a_one_line_error(tmp_path, sce
 
 
 def test_a_set_with_more_micrographs_than_its_scene_is_a_one_line_error(tmp_path, scenes):
-    real = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    real = REAL
     folder = tmp_path / "set"
     folder.mkdir()
     for name in ("micrograph", "mask"):

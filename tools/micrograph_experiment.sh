@@ -1,45 +1,70 @@
 #!/usr/bin/env bash
-# The micrograph experiment of docs/scene.md: scenes -> two unpaired translators -> realism and
-# picking scores beside the Gaussian, Poisson and real-background baselines.
+# The micrograph experiment of docs/scene.md: scenes -> unpaired translators -> realism and picking
+# scores beside the Gaussian, Poisson, coloured and real-background baselines.
 #   tools/micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]
-# Environment: CUT_STEPS (default 1500), DDPM_STEPS (1500), PICKING_STEPS (300), CRYOREFINE (the
-# command, default cryorefine). Single-threaded by default (OMP_NUM_THREADS=1) so timings compare.
+# Runs on a fresh clone: the real micrograph and the TRPV1 map are bundled (cryorefine/data/demo).
+# Environment: CUT_STEPS (default 1500), DDPM_STEPS (1500), PICKING_STEPS (300), PICKING_REPEATS (3),
+# JOBS (models trained at once, default 1), CRYOREFINE (the command, default cryorefine).
+# One thread per process (OMP_NUM_THREADS=1) so timings compare and parallel jobs do not thrash.
 set -euo pipefail
 out=${1:?usage: micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]}
 here=$(cd "$(dirname "$0")/.." && pwd)
-real=${2:-$here/../shared/data/micrograph_epu/epu2.9_example.mrc}
-trpv1=$here/../shared/data/trpv1/consensus_map.mrc
+real=$(realpath "${2:-$here/cryorefine/data/demo/micrograph_real.mrc}")
+trpv1=$here/cryorefine/data/demo/trpv1/consensus_map.mrc
 cr=${CRYOREFINE:-cryorefine}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+jobs=${JOBS:-1}
 holdout=0.5
 mkdir -p "$out" && cd "$out"
 
-# Scenes like the real micrograph: 4 Å/px over the same field (684 px ≈ 2,730 Å), crowded small
+# Up to $jobs commands at once; `wait` before anything that needs their results.
+run() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done; "$@" & }
+
+# Scenes like the real micrograph: 4 Å/px over the same field (682 px ≈ 2,730 Å), crowded small
 # particles, nearly flat ice, the same defocus range, a CTF envelope (B 200 Å²), 40 e/Å².
-scene="--species $trpv1:400:trpv1 --size 684 --pixel-size 4 --min-separation 90 --ice-gradient 0.05
+scene="--species $trpv1:400:trpv1 --size 682 --pixel-size 4 --min-separation 90 --ice-gradient 0.05
        --ice-roughness 0.05 --defocus 2.0 2.7 --bfactor 200 --dose 40"
 [ -d scenes_train ] || $cr scene $scene --n-micrographs 4 --seed 1 --out scenes_train
 [ -d scenes_test ] || $cr scene $scene --n-micrographs 2 --seed 2 --out scenes_test
 
-[ -d cut ] || $cr translate train --scenes scenes_train --real "$real" --holdout $holdout --out cut \
-    --steps "${CUT_STEPS:-1500}" --batch-size 8 --tile 64
-[ -d ddpm ] || $cr translate train --method diffusion --scenes scenes_train --real "$real" --holdout $holdout \
-    --out ddpm --steps "${DDPM_STEPS:-1500}" --tile 64
+train="--scenes scenes_train --real $real --holdout $holdout --tile 64"
+cut="--steps ${CUT_STEPS:-1500} --batch-size 8"
+# Contrastive translators: from the physics image (the default) with and without the structure
+# term, and from the clean micrograph (the earlier default); the diffusion model.
+[ -d cut_physics ] || run $cr translate train $train $cut --lambda-structure 10 --out cut_physics
+[ -d cut_physics_nostructure ] || run $cr translate train $train $cut --lambda-structure 0 --out cut_physics_nostructure
+[ -d cut_clean ] || run $cr translate train $train $cut --input clean --out cut_clean
+[ -d ddpm ] || run $cr translate train --method diffusion $train --steps "${DDPM_STEPS:-1500}" --out ddpm
+wait
 
 for split in train test; do
-    for model in cut ddpm; do
-        [ -d "${split}_$model" ] || $cr translate apply --model $model --scenes "scenes_$split" --out "${split}_$model"
+    for model in cut_physics cut_physics_nostructure cut_clean ddpm; do
+        [ -d "${split}_$model" ] || run $cr translate apply --model $model --scenes "scenes_$split" --out "${split}_$model"
+    done
+    # Partial diffusion from the physics image noised to 30 % and 50 % of the levels.
+    for level in 0.3 0.5; do
+        [ -d "${split}_ddpm_partial$level" ] || run $cr translate apply --model ddpm --start-level $level \
+            --scenes "scenes_$split" --out "${split}_ddpm_partial$level"
     done
     for baseline in gaussian poisson; do
-        [ -d "${split}_$baseline" ] || $cr translate apply --baseline $baseline --scenes "scenes_$split" \
+        [ -d "${split}_$baseline" ] || run $cr translate apply --baseline $baseline --scenes "scenes_$split" \
             --out "${split}_$baseline"
     done
+    [ -d "${split}_coloured" ] || run $cr translate apply --baseline coloured --real "$real" --holdout $holdout \
+        --scenes "scenes_$split" --out "${split}_coloured"
+    # Real background from the training strip: a fair training set and a fair realism row.
+    [ -d "${split}_realbg" ] || run $cr translate apply --baseline real-background --background-strip training \
+        --real "$real" --holdout $holdout --scenes "scenes_$split" --out "${split}_realbg"
 done
-[ -d test_realbg ] || $cr translate apply --baseline real-background --real "$real" --holdout $holdout \
-    --scenes scenes_test --out test_realbg
+# The picking test set: the held-out scenes on the held-out strip (real noise, known coordinates).
+[ -d test_realbg_heldout ] || run $cr translate apply --baseline real-background --real "$real" --holdout $holdout \
+    --scenes scenes_test --out test_realbg_heldout
+wait
 
+methods="gaussian poisson coloured realbg cut_physics cut_physics_nostructure cut_clean ddpm ddpm_partial0.3 ddpm_partial0.5"
 rm -rf realism picking
-$cr evaluate --micrographs gaussian=test_gaussian poisson=test_poisson contrastive=test_cut diffusion=test_ddpm \
+$cr evaluate --micrographs $(for m in $methods; do echo "$m=test_$m"; done) \
     --real "$real" --holdout $holdout --scenes scenes_test --tile 32 --classifier-repeats 5 --out realism
-$cr evaluate --picking-train gaussian=train_gaussian poisson=train_poisson contrastive=train_cut diffusion=train_ddpm \
-    --picking-test test_realbg --particle-diameter 110 --picking-steps "${PICKING_STEPS:-300}" --out picking
+$cr evaluate --picking-train $(for m in $methods; do echo "$m=train_$m"; done) \
+    --picking-test test_realbg_heldout --particle-diameter 110 --picking-steps "${PICKING_STEPS:-300}" \
+    --picking-repeats "${PICKING_REPEATS:-3}" --out picking

@@ -53,9 +53,9 @@ from cryorefine.metrics import ClassifierConfig, evaluate_sets
 from cryorefine.metrics.downstream import DenoiserConfig, downstream_scores
 from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
                                             read_micrograph_set, score_set)
-from cryorefine.metrics.picking import PickerConfig, picking_experiment
+from cryorefine.metrics.picking import PICKING_REPEATS, PickerConfig, picking_experiment
 from cryorefine.io.star import read_coordinate_star
-from cryorefine.unpaired.data import Standardiser, real_micrograph, synthetic_scenes
+from cryorefine.unpaired.data import real_micrograph, standardise, synthetic_scenes
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     picking.add_argument("--picking-test", type=Path, metavar="DIR", help="held-out micrographs with coords_NNN.star")
     picking.add_argument("--particle-diameter", type=float, metavar="A", help="particle diameter in Å")
     picking.add_argument("--picking-steps", type=int, default=PickerConfig.steps, help="picker training steps")
+    picking.add_argument("--picking-repeats", type=int, default=PICKING_REPEATS, metavar="N",
+                         help="pickers per training set, each with its own seed; AP is reported as mean ± std "
+                         "(default %(default)s)")
     picking.add_argument("--picking-pretrained", action=argparse.BooleanOptionalAction, default=False,
                          help="start from topaz's pretrained detector (default: no, so only the training set counts)")
 
@@ -257,11 +260,6 @@ def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str
     return named
 
 
-def _standardise(image: np.ndarray) -> np.ndarray:
-    """Zero mean, unit variance over the whole micrograph (real and synthetic units differ)."""
-    return Standardiser.fit([image]).forward(image)
-
-
 def evaluate_micrographs(args: argparse.Namespace) -> None:
     if not 0 < args.holdout < 1:
         raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
@@ -273,7 +271,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
         if abs(micrograph_set.pixel_size - first.pixel_size) > 1e-3 * first.pixel_size:
             raise InputError(micrograph_set.folder, f"pixel size {micrograph_set.pixel_size:.4g} Å differs from "
                              f"{first.pixel_size:.4g} Å in {first.folder}")
-    real = [_standardise(real_micrograph(path, first.pixel_size, args.holdout)[1]) for path in args.real]
+    real = [standardise(real_micrograph(path, first.pixel_size, args.holdout)[1]) for path in args.real]
     config = MicrographScoreConfig(tile=args.tile, classifier_steps=args.classifier_steps,
                                    classifier_repeats=args.classifier_repeats, seed=args.seed)
     try:
@@ -283,7 +281,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
     cleans = synthetic_scenes(args.scenes)[0] if args.scenes else None
     metrics, images = {}, {}
     for name, micrograph_set in sets.items():
-        outputs = [_standardise(image) for image in micrograph_set.images]
+        outputs = [standardise(image) for image in micrograph_set.images]
         set_cleans = None
         if cleans is not None and micrograph_set.masks is not None:
             if max(int(i) for i in micrograph_set.indices) >= len(cleans):
@@ -326,8 +324,8 @@ def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarr
 def evaluate_picking(args: argparse.Namespace) -> None:
     if not (args.picking_train and args.picking_test and args.particle_diameter):
         raise InputError(None, "picking needs --picking-train NAME=DIR ..., --picking-test DIR and --particle-diameter")
-    if args.particle_diameter <= 0 or args.picking_steps < 1:
-        raise InputError(None, "--particle-diameter and --picking-steps must be positive")
+    if args.particle_diameter <= 0 or args.picking_steps < 1 or args.picking_repeats < 1:
+        raise InputError(None, "--particle-diameter, --picking-steps and --picking-repeats must be positive")
     test_images, test_xy, pixel_size = _labelled_micrographs(args.picking_test)
     train_sets = {}
     for name, folder in _named_folders(args.picking_train, "--picking-train").items():
@@ -344,13 +342,15 @@ def evaluate_picking(args: argparse.Namespace) -> None:
     downsample = max(1.0, diameter_px / 14)
     config = PickerConfig(downsample=downsample, label_radius=max(downsample, 0.2 * diameter_px),
                           steps=args.picking_steps, pretrained=args.picking_pretrained, seed=args.seed)
-    results = picking_experiment(train_sets, (test_images, test_xy), particle_radius=diameter_px / 2, config=config)
+    results = picking_experiment(train_sets, (test_images, test_xy), particle_radius=diameter_px / 2, config=config,
+                                 repeats=args.picking_repeats)
     for name, values in results.items():
-        log.info("%s: average precision %.3f (%d of %d particles found)", name, values["average_precision"],
+        log.info("%s: average precision %.3f ± %.3f (%d seeds; %d of %d particles found)", name,
+                 values["average_precision"], values["average_precision_std"], args.picking_repeats,
                  values["n_matched"], values["n_true"])
     report = {"results": results, "test": str(args.picking_test), "particle_diameter_a": args.particle_diameter,
               "picker": {"downsample": downsample, "label_radius_px": config.label_radius, "steps": config.steps,
-                         "pretrained": config.pretrained, "seed": config.seed}}
+                         "pretrained": config.pretrained, "seed": config.seed, "repeats": args.picking_repeats}}
     with StagedOutputDir(args.out) as out:
         out.path("picking.json").write_text(json.dumps(report, indent=2) + "\n")
     log.info("picking results in %s", args.out / "picking.json")

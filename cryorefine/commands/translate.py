@@ -1,12 +1,16 @@
 """Unpaired translation of synthetic micrographs into real-looking ones.
 
 Two learned methods, both conditioned on the scene's particles so they stay in place:
-  contrastive  generator on [clean micrograph, particle mask] trained against real tiles with a
+  contrastive  generator on [physics image, particle mask] trained against real tiles with a
                PatchGAN, a mask-guided PatchNCE term and the RPSD and pixel-distribution terms;
-               CycleGAN's cycle and identity terms are options (--lambda-cycle 10
-               --lambda-identity 5), off by default because they made the generator return its input
+               the physics image (--input physics, the default) is the coloured baseline, so the
+               network corrects the best simple baseline; --input clean gives it the clean
+               micrograph to invent all noise; CycleGAN's cycle and identity terms are options
+               (--lambda-cycle 10 --lambda-identity 5), off by default because they made the
+               generator return its input
   diffusion    conditional DDPM trained on real tiles given their own low-pass; sampling starts
-               from noise, conditions on the synthetic micrograph's low-pass, keeps the particles'
+               from noise (--start-level 1) or from the physics image noised to a level (partial
+               diffusion, e.g. --start-level 0.5), conditions on the low-pass, keeps the particles'
                low frequencies inside the masks, and takes --sampling-steps stochastic steps
 
 Actions:
@@ -14,8 +18,9 @@ Actions:
          one or more real micrographs (the last --holdout of each one's columns is never used)
   apply  turn every micrograph of a scene folder into translated_NNN.mrc (tile-wise, without
          seams) beside copies of its coords_NNN.star and mask_NNN.mrc; with --baseline instead of
-         --model: gaussian or poisson noise, or real-background (the scene's particles on the
-         held-out strip of a real micrograph: synthetic particles on real ice and detector noise)
+         --model: gaussian or poisson noise, coloured (Gaussian noise that gives the micrograph the
+         real one's measured power spectrum, fitted on its training part), or real-background (the
+         scene's particles on a strip of a real micrograph: real ice and detector noise)
 
 Score the outputs with `cryorefine evaluate --micrographs NAME=DIR ... --real REAL.mrc`.
 
@@ -24,6 +29,7 @@ Examples:
   cryorefine translate train --method diffusion --scenes scene --real real.mrc --out ddpm --steps 3000
   cryorefine translate apply --model translator --scenes scene_heldout --out translated
   cryorefine translate apply --baseline gaussian --scenes scene_heldout --out gaussian
+  cryorefine translate apply --baseline coloured --real real.mrc --scenes scene_heldout --out coloured
 """
 
 from __future__ import annotations
@@ -45,9 +51,10 @@ from cryorefine.io.star import read_coordinate_star
 from cryorefine.scene.coordinates import write_coordinate_star
 from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
 from cryorefine.unpaired.diffusion import DiffusionConfig, DiffusionTranslator, train_diffusion
-from cryorefine.unpaired.methods import BASELINES, noise_baseline, real_background, translate_micrograph
+from cryorefine.unpaired.methods import (BASELINES, MicrographNoise, noise_baseline, real_background,
+                                         translate_micrograph)
 from cryorefine.unpaired.store import METHODS, MODEL_FILE, load_translator, save_translator
-from cryorefine.unpaired.train import UnpairedConfig, train_translator
+from cryorefine.unpaired.train import INPUTS, UnpairedConfig, train_translator
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +77,21 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--lambda-cycle", type=float, default=UnpairedConfig.lambda_cycle,
                        help="contrastive: cycle-consistency weight; 0 drops the cycle (CUT-like)")
     train.add_argument("--lambda-identity", type=float, default=UnpairedConfig.lambda_identity, help="contrastive")
+    train.add_argument("--lambda-structure", type=float, default=UnpairedConfig.lambda_structure,
+                       help="contrastive: weight of the in-mask low-pass L1 between output and input "
+                       "(default %(default)s)")
+    train.add_argument("--input", choices=INPUTS, default=UnpairedConfig.input,
+                       help="contrastive: the generator's input, the coloured baseline (physics) or the clean "
+                       "micrograph (default %(default)s)")
     train.add_argument("--condition-sigma", type=float, default=DiffusionConfig.condition_sigma, metavar="PX",
                        help="diffusion: low-pass of the structure condition (default %(default)s px)")
     train.add_argument("--sampling-steps", type=int, default=DiffusionConfig.sampling_steps,
                        help="diffusion: stochastic sampling steps used by apply (default %(default)s)")
     train.add_argument("--guidance", type=float, default=DiffusionConfig.guidance,
                        help="diffusion: weight of the in-mask low-frequency guidance, 0..1 (default %(default)s)")
+    train.add_argument("--start-level", type=float, default=DiffusionConfig.start_level,
+                       help="diffusion: noise level sampling starts from, 0..1; below 1 it starts from the physics "
+                       "image (partial diffusion; default %(default)s)")
     train.add_argument("--seed", type=int, default=0)
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it")
@@ -84,11 +100,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")
     apply.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
     apply.add_argument("--out", required=True, type=Path, help="output folder")
-    apply.add_argument("--real", type=Path, help="real-background: the real micrograph")
+    apply.add_argument("--real", type=Path, help="coloured, real-background: the real micrograph")
     apply.add_argument("--holdout", type=float, default=0.25,
-                       help="real-background: the held-out fraction used in training (its strip is the background)")
+                       help="coloured, real-background: the held-out fraction of the real micrograph's columns, as "
+                       "in training (coloured fits on the rest)")
+    apply.add_argument("--background-strip", choices=("held-out", "training"), default="held-out",
+                       help="real-background: the part of the real micrograph the particles are put on (default "
+                       "%(default)s, the test strip; training, for a training set)")
     apply.add_argument("--sampling-steps", type=int, help="diffusion: override the model's sampling steps")
     apply.add_argument("--guidance", type=float, help="diffusion: override the model's in-mask guidance weight")
+    apply.add_argument("--start-level", type=float, help="diffusion: override the model's start level")
     apply.add_argument("--tile", type=int, default=256, help="window size for tile-wise application")
     apply.add_argument("--margin", type=int, default=32, help="context margin discarded per window side")
     apply.add_argument("--seed", type=int, default=0)
@@ -119,35 +140,47 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         config = DiffusionConfig(model=model, steps=args.steps or DiffusionConfig.steps,
                                  batch_size=args.batch_size or DiffusionConfig.batch_size, tile=args.tile,
                                  condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
-                                 guidance=args.guidance, seed=args.seed)
+                                 guidance=args.guidance, start_level=args.start_level, seed=args.seed)
         translator, rows = train_diffusion(cleans, real, config)
     else:
         config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
                                 batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
                                 lambda_nce=args.lambda_nce, lambda_cycle=args.lambda_cycle,
-                                lambda_identity=args.lambda_identity, seed=args.seed)
-        translator, rows = train_translator(cleans, masks, real, config)
+                                lambda_identity=args.lambda_identity, lambda_structure=args.lambda_structure,
+                                input=args.input, seed=args.seed)
+        dose = _dose_per_pixel(args.scenes) if config.input == "physics" else None
+        translator, rows = train_translator(cleans, masks, real, config, dose)
     with StagedOutputDir(args.out) as staged:
         save_translator(translator, staged.stage, rows)
     log.info("%s translator trained in %s", args.method, args.out)
 
 
 def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
-    if args.baseline == "real-background" and args.real is None:
-        raise InputError(None, "--baseline real-background needs --real (the real micrograph whose held-out strip is used)")
+    if args.baseline in ("coloured", "real-background") and args.real is None:
+        raise InputError(None, f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
     translator = None
     if args.model is not None:
         if not (args.model / MODEL_FILE).exists():
             raise InputError(args.model, f"no {MODEL_FILE} (run cryorefine translate train)")
         translator = load_translator(args.model / MODEL_FILE)
-        overrides = {k: v for k, v in (("sampling_steps", args.sampling_steps), ("guidance", args.guidance))
-                     if v is not None}
+        overrides = {k: v for k, v in (("sampling_steps", args.sampling_steps), ("guidance", args.guidance),
+                                       ("start_level", args.start_level)) if v is not None}
         if overrides:
             if not isinstance(translator, DiffusionTranslator):
-                raise InputError(args.model, "--sampling-steps and --guidance apply to a diffusion model only")
+                raise InputError(args.model, "--sampling-steps, --guidance and --start-level apply to a diffusion "
+                                             "model only")
             translator.config = dataclasses.replace(translator.config, **overrides)
-    dose = None if translator is not None else _dose_per_pixel(args.scenes)
-    background = _real_parts([args.real], pixel_size, args.holdout)[1][0] if args.baseline == "real-background" else None
+        if translator.needs_physics and translator.noise is None:
+            raise InputError(args.model, "model saved before the physics input existed: it has no measured real "
+                                         "spectrum (train it again, or use --start-level 1)")
+    dose = None if translator is not None and not translator.needs_physics else _dose_per_pixel(args.scenes)
+    background, noise = None, None
+    if args.baseline in ("coloured", "real-background"):
+        training, held_out = _real_parts([args.real], pixel_size, args.holdout)
+        if args.baseline == "coloured":
+            noise = MicrographNoise.fit(training)
+        else:
+            background = (held_out if args.background_strip == "held-out" else training)[0]
     with StagedOutputDir(args.out) as staged:
         for index, (clean, mask) in enumerate(zip(cleans, masks)):
             name = f"{index:03d}"
@@ -159,8 +192,13 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                 write_map(staged.path(f"mask_{name}.mrc"), cropped, pixel_size)
                 write_coordinate_star(staged.path(f"coords_{name}.star"), kept)
             else:
-                image = (translate_micrograph(translator, clean, mask, args.tile, args.margin, args.seed + index)
-                         if translator is not None else noise_baseline(args.baseline, clean, dose, args.seed + index))
+                seed = args.seed + index
+                if translator is not None:
+                    image = translate_micrograph(translator, clean, mask, args.tile, args.margin, seed, dose)
+                elif noise is not None:
+                    image = noise.sample(clean, dose, seed)
+                else:
+                    image = noise_baseline(args.baseline, clean, dose, seed)
                 for copied in (coordinates, args.scenes / f"mask_{name}.mrc"):
                     shutil.copyfile(copied, staged.path(copied.name))
             write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
@@ -178,6 +216,10 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise InputError(None, "--sampling-steps must be at least 1")
     if getattr(args, "guidance", None) is not None and not 0 <= args.guidance <= 1:
         raise InputError(None, f"--guidance {args.guidance} must be between 0 and 1")
+    if getattr(args, "start_level", None) is not None and not 0 < args.start_level <= 1:
+        raise InputError(None, f"--start-level {args.start_level} must be above 0 and at most 1")
+    if getattr(args, "lambda_structure", 0) < 0 or not np.isfinite(getattr(args, "lambda_structure", 0)):
+        raise InputError(None, f"--lambda-structure {args.lambda_structure} must be a finite number >= 0")
 
 
 def main(args: argparse.Namespace) -> None:

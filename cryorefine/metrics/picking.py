@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,10 @@ from torch import nn
 
 from cryorefine.errors import CryorefineError, InputError
 from cryorefine.physics.imaging import fourier_resize
+
+# Pickers per training set, each with its own seed: one picker's AP moves by a few hundredths with
+# the seed, as much as the differences between training sets.
+PICKING_REPEATS = 3
 
 Micrographs = Sequence[np.ndarray]
 Coordinates = Sequence[np.ndarray]
@@ -265,22 +269,33 @@ def average_precision(picks: np.ndarray, true_xy: np.ndarray, assignment_radius:
 
 def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]],
                        test: tuple[Micrographs, Coordinates], particle_radius: float,
-                       config: PickerConfig | None = None,
-                       assignment_radius: float | None = None) -> dict[str, dict[str, float | int]]:
-    """Train one picker per named training set (same config and seed), pick the same held-out
-    micrographs with each (NMS radius = `particle_radius`, original px) and score the picks.
+                       config: PickerConfig | None = None, assignment_radius: float | None = None,
+                       repeats: int = PICKING_REPEATS) -> dict[str, dict]:
+    """Train `repeats` pickers per named training set (seeds config.seed, +1, ...; same config),
+    pick the same held-out micrographs with each (NMS radius = `particle_radius`, original px)
+    and score the picks: average precision as mean and std over the seeds, and each seed's scores.
 
     A pick counts as found within `assignment_radius` (default `particle_radius`) of a centre.
     """
+    config = config or PickerConfig()
+    if repeats < 1:
+        raise InputError(None, f"picking repeats {repeats} must be at least 1")
     test_micrographs, test_xy = test
     _check_pairs(test_micrographs, test_xy)
+    radius = particle_radius if assignment_radius is None else assignment_radius
     results = {}
     for name, (micrographs, coordinates) in train_sets.items():
         start = time.perf_counter()
-        picker = train_picker(micrographs, coordinates, config)
-        picks = [pick(picker, micrograph, particle_radius) for micrograph in test_micrographs]
-        radius = particle_radius if assignment_radius is None else assignment_radius
-        results[name] = {**evaluate_picks(picks, test_xy, radius),
-                         "n_train_particles": sum(len(xy) for xy in coordinates),
+        runs = []
+        for repeat in range(repeats):
+            picker = train_picker(micrographs, coordinates, replace(config, seed=config.seed + repeat))
+            picks = [pick(picker, micrograph, particle_radius) for micrograph in test_micrographs]
+            runs.append(evaluate_picks(picks, test_xy, radius))
+        precisions = [run["average_precision"] for run in runs]
+        results[name] = {"average_precision": float(np.mean(precisions)),
+                         "average_precision_std": float(np.std(precisions, ddof=1)) if repeats > 1 else 0.0,
+                         "max_recall": float(np.mean([run["max_recall"] for run in runs])),
+                         "n_true": runs[0]["n_true"], "n_matched": int(round(np.mean([r["n_matched"] for r in runs]))),
+                         "runs": runs, "n_train_particles": sum(len(xy) for xy in coordinates),
                          "seconds": round(time.perf_counter() - start, 1)}
     return results

@@ -37,6 +37,11 @@ class Standardiser:
         return cls(float(values.mean()), float(max(values.std(), 1e-12)))
 
 
+def standardise(image: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance over the whole micrograph (each one by itself: units differ)."""
+    return Standardiser.fit([image]).forward(image)
+
+
 def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """(training part, held-out strip) of a real micrograph resampled to `pixel_size` (square crop)."""
     image, pixel = read_micrograph(path)

@@ -15,6 +15,12 @@ steps the latter loses variance: with the exact denoiser for white Gaussian data
 particle mask the predicted clean image's low frequencies are set to the synthetic structure's at
 every step (ILVR-style guidance), so particles stay where and what the mask says while their
 surroundings follow the real data.
+
+Partial diffusion (`start_level` < 1, SDEdit-style): instead of pure noise, sampling starts from
+the physics image (the coloured baseline, standardised) noised to the level t₀ = start_level·T,
+and the condition is that image's own low-pass. Structure coarser than the noise added at t₀
+survives, so the particles' low frequencies are kept even without guidance, and the model only
+rewrites the texture finer than that.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.unpaired.data import Standardiser, random_tiles
+from cryorefine.unpaired.methods import MicrographNoise
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,9 @@ class DiffusionConfig:
     sampling_steps: int = 16
     # Weight of the in-mask low-frequency guidance (0: condition only, 1: exact low-pass in masks).
     guidance: float = 1.0
+    # Fraction of the T noise levels sampling starts from: 1 is pure noise; below 1 it starts from
+    # the physics image noised to that level (partial diffusion).
+    start_level: float = 1.0
     # Exponential moving average of the weights used for sampling (standard for DDPMs).
     ema_decay: float = 0.995
     log_every: int = 50
@@ -144,20 +154,39 @@ class DiffusionTranslator:
     noise_std: float
     condition_std: float
     config: DiffusionConfig
+    noise: MicrographNoise | None = None
 
-    def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Standardised synthetic tiles (B, 1, H, W) + masks -> standardised real-looking tiles."""
+    @property
+    def needs_physics(self) -> bool:
+        return self.config.start_level < 1
+
+    def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
+                  physics: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised synthetic tiles (B, 1, H, W) + masks -> standardised real-looking tiles.
+
+        Partial diffusion (`start_level` < 1) also needs the standardised physics tiles.
+        """
         sigma = self.config.condition_sigma
         structure = image * self.structure_scale
-        noise = torch.randn(image.shape, generator=generator, dtype=image.dtype)
-        condition = gaussian_low_pass(structure + self.noise_std * noise, sigma) / self.condition_std
         target = gaussian_low_pass(structure, sigma)  # the particles' low frequencies, noise-free
         inside = self.config.guidance * (mask > 0).to(image.dtype)
         alpha_bar = cosine_alpha_bar(self.config.timesteps)
-        levels = np.linspace(self.config.timesteps, 0, self.config.sampling_steps + 1).round().astype(int)
-        x = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+        start = int(round(self.config.start_level * self.config.timesteps))
+        levels = np.linspace(start, 0, self.config.sampling_steps + 1).round().astype(int)
+        if self.needs_physics:
+            if physics is None:
+                raise ValueError("partial diffusion needs the physics image")
+            condition = gaussian_low_pass(physics, sigma) / self.condition_std
+            x = (math.sqrt(alpha_bar[start].item()) * physics
+                 + math.sqrt(1 - alpha_bar[start].item()) * torch.randn(image.shape, generator=generator, dtype=image.dtype))
+        else:
+            noise = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+            condition = gaussian_low_pass(structure + self.noise_std * noise, sigma) / self.condition_std
+            x = torch.randn(image.shape, generator=generator, dtype=image.dtype)
         with torch.no_grad():
             for t, s in zip(levels[:-1], levels[1:]):
+                if t == s:
+                    continue
                 a_t, a_s = alpha_bar[t].item(), alpha_bar[s].item()
                 eps = self.denoiser(x, condition, torch.full((x.shape[0],), int(t)))
                 x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-8, 8)
@@ -228,5 +257,6 @@ def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config:
                          "seconds": round(time.time() - started, 1)})
             running = []
             log.info("step %d: denoising mse %.4f", step, rows[-1]["denoising_mse"])
-    translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, config=config, **statistics)
+    translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, config=config,
+                                     noise=MicrographNoise.fit(real), **statistics)
     return translator, rows

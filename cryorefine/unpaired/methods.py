@@ -6,33 +6,110 @@ Every method writes the same layout as `cryorefine scene` (`translated_NNN.mrc` 
 Baselines, from the scene's clean expected counts C (mean ≈ the dose per pixel D):
 - gaussian: C + white Gaussian noise of variance D (the usual simulator shortcut);
 - poisson: Poisson counts of mean C (the physically right shot noise of an ideal detector);
+- coloured: C plus Gaussian noise whose power spectrum makes the micrograph's spectrum the real
+  one's (`MicrographNoise`): the real micrograph's measured power, large-scale background variation
+  included, less the scene's own signal power; the strongest simple baseline;
 - real-background: a real micrograph region B times the clean image's relative contrast, B·C/D:
   synthetic particles on real ice and real detector noise (the VirtualIce idea). The output is
-  the common crop of B (the held-out strip of a real micrograph) and the scene; coordinates
-  outside it are dropped.
+  the common crop of B (a strip of a real micrograph) and the scene; coordinates outside it are
+  dropped.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from cryorefine.noise import NoiseModel
+from cryorefine.metrics.spectral import ring_sum
+from cryorefine.noise import NoiseModel, coloured_noise
+from cryorefine.spectra import ring_indices
+from cryorefine.unpaired.data import standardise
 from cryorefine.unpaired.tiling import apply_tiled
 
 NOISE_BASELINES = ("gaussian", "poisson")
-BASELINES = (*NOISE_BASELINES, "real-background")
+BASELINES = (*NOISE_BASELINES, "coloured", "real-background")
+# Edge taper of the power measurement (px per side): a micrograph is not periodic, and its edges
+# would otherwise leak power along the axes (a cross in the spectrum, worst with an ice gradient).
+TAPER_PX = 32
+# The scene's signal power is taken out of the real power, but never below this fraction of it.
+NOISE_FLOOR_FRACTION = 0.1
+# Rings (fraction of Nyquist) whose mean real power is taken as the shot-noise floor, D per pixel.
+SHOT_NOISE_RINGS = 0.8
+
+
+def ring_power(image: np.ndarray, n_bins: int) -> torch.Tensor:
+    """Mean |F|² per ring (DC..Nyquist + corners) of one tapered, mean-free micrograph, float64.
+
+    The taper's power is divided out, so white noise of variance σ² gives σ² in every ring, as in
+    `noise_power_spectrum`; rings are in absolute frequency, so any image size shares them.
+    """
+    height, width = image.shape
+    taper = [np.minimum(1.0, np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / min(TAPER_PX, n // 4))
+             for n in (height, width)]
+    window = torch.from_numpy(np.sin(0.5 * np.pi * taper[0])[:, None] ** 2 * np.sin(0.5 * np.pi * taper[1])[None] ** 2)
+    centred = torch.from_numpy(image.astype(np.float64)) - float(image.mean())
+    spectrum = torch.fft.rfft2(centred * window, norm="ortho")
+    _, counts = ring_indices(height, width, n_bins, "cpu")
+    power = ring_sum(spectrum.real**2 + spectrum.imag**2, n_bins, height, width)
+    return power / counts.double().clamp_min(1) / float((window**2).mean())
+
+
+@dataclass(frozen=True)
+class MicrographNoise:
+    """The real micrographs' measured power per ring, to give synthetic micrographs the real spectrum.
+
+    `power` is in the real micrograph's units²; its outer rings (shot noise) set the scale to the
+    scene's counts. The lowest rings hold the large-scale background variation (ice gradient).
+    """
+
+    power: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: list[np.ndarray]) -> "MicrographNoise":
+        """From the training parts of the real micrographs (pixel-count-weighted mean)."""
+        n_bins = min(min(image.shape) for image in images) // 2
+        weights = np.array([image.size for image in images], dtype=np.float64)
+        power = sum(w * ring_power(image, n_bins) for w, image in zip(weights / weights.sum(), images))
+        return cls(tuple(float(p) for p in power))
+
+    def noise_power(self, clean_counts: np.ndarray, dose_per_pixel: float) -> torch.Tensor:
+        """Ring power of the noise to add to `clean_counts` so the sum has the real spectrum (counts²)."""
+        real = torch.tensor(self.power, dtype=torch.float64)
+        n_bins = len(real) - 1
+        floor = real[int(SHOT_NOISE_RINGS * n_bins) : n_bins].mean()
+        real = real * (dose_per_pixel / floor)
+        signal = ring_power(clean_counts, n_bins)
+        return torch.maximum(real - signal, NOISE_FLOOR_FRACTION * real)
+
+    def sample(self, clean_counts: np.ndarray, dose_per_pixel: float, seed: int) -> np.ndarray:
+        """The coloured baseline: clean counts plus Gaussian noise of `noise_power`."""
+        height, width = clean_counts.shape
+        noise = coloured_noise(1, height, width, self.noise_power(clean_counts, dose_per_pixel), None,
+                               torch.Generator().manual_seed(seed))[0].numpy()
+        return (clean_counts + noise).astype(np.float32)
 
 
 def translate_micrograph(translator, clean: np.ndarray, mask: np.ndarray, tile: int, margin: int,
-                         seed: int = 0) -> np.ndarray:
-    """Whole synthetic micrograph -> real-looking one, in the real micrograph's units."""
+                         seed: int = 0, dose_per_pixel: float | None = None) -> np.ndarray:
+    """Whole synthetic micrograph -> real-looking one, in the real micrograph's units.
+
+    A translator that starts from the physics image (`needs_physics`) gets the coloured baseline
+    of the micrograph, standardised by itself, drawn with the same seed.
+    """
     noise = torch.Generator().manual_seed(seed)
     image = translator.synthetic.forward(clean)
-    output = apply_tiled(lambda x, m: translator.translate(x, m, noise), image, mask, tile=tile, margin=margin)
+    physics = None
+    if translator.needs_physics:
+        if translator.noise is None or not dose_per_pixel:
+            raise ValueError("this translator starts from the physics image: it needs the model's measured real "
+                             "spectrum and the scene's dose")
+        physics = standardise(translator.noise.sample(clean, dose_per_pixel, seed))
+    output = apply_tiled(lambda *x: translator.translate(x[0], x[1], noise, *x[2:]), image, mask, tile=tile,
+                         margin=margin, extra=physics)
     return translator.real.inverse(output)
 
 

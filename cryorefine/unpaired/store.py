@@ -18,6 +18,7 @@ from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.unpaired.data import Standardiser
 from cryorefine.unpaired.diffusion import Denoiser, DiffusionConfig, DiffusionTranslator
+from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator
 from cryorefine.unpaired.train import Translator, UnpairedConfig
 
@@ -31,7 +32,8 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
     """translator.pt, config.json and log.csv (the loss rows), each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"config": asdict(translator.config), "synthetic": asdict(translator.synthetic),
-             "real": asdict(translator.real)}
+             "real": asdict(translator.real),
+             "noise_power": list(translator.noise.power) if translator.noise is not None else None}
     if isinstance(translator, DiffusionTranslator):
         state.update(method="diffusion", network=translator.denoiser.state_dict(),
                      condition={"structure_scale": translator.structure_scale, "noise_std": translator.noise_std,
@@ -60,11 +62,16 @@ def _translator_from_state(state: dict) -> AnyTranslator:
     values = dict(state["config"])
     model = ModelConfig(**values.pop("model"))
     synthetic, real = Standardiser(**state["synthetic"]), Standardiser(**state["real"])
+    # Models saved before the coloured baseline existed have no measured real spectrum.
+    power = state.get("noise_power")
+    noise = MicrographNoise(tuple(power)) if power else None
     if state["method"] == "diffusion":
         config = DiffusionConfig(model=model, **values)
         denoiser = Denoiser(model, config.timesteps)
         denoiser.load_state_dict(state["network"])
-        return DiffusionTranslator(denoiser.eval(), synthetic, real, config=config, **state["condition"])
+        return DiffusionTranslator(denoiser.eval(), synthetic, real, config=config, noise=noise, **state["condition"])
     generator = MaskConditionedGenerator(model)
     generator.load_state_dict(state["network"])
-    return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **values))
+    # Models saved before the physics input existed were trained on the clean micrograph.
+    values.setdefault("input", "clean")
+    return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **values), noise)

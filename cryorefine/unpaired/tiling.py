@@ -17,18 +17,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-TileModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (image, mask) (B, 1, t, t) -> (B, 1, t, t)
+TileModel = Callable[..., torch.Tensor]  # (image, mask[, extra]) each (B, 1, t, t) -> (B, 1, t, t)
 
 
 def apply_tiled(model: TileModel, image: np.ndarray, mask: np.ndarray, tile: int = 256, margin: int = 32,
-                batch_size: int = 8) -> np.ndarray:
+                batch_size: int = 8, extra: np.ndarray | None = None) -> np.ndarray:
+    """`extra`, an image of the same shape, is windowed alike and passed as the model's third input."""
     if tile <= 2 * margin:
         raise ValueError(f"tile {tile} must be larger than twice the margin {margin}")
     core = tile - 2 * margin
     height, width = image.shape
     rows, cols = -(-height // core), -(-width // core)
     pad_bottom, pad_right = rows * core - height + margin, cols * core - width + margin
-    stacked = torch.from_numpy(np.stack([image, mask]).astype(np.float32))[None]
+    channels = [image, mask] + ([extra] if extra is not None else [])
+    stacked = torch.from_numpy(np.stack(channels).astype(np.float32))[None]
     # Reflect padding needs pad < size: pad in steps for small images.
     padded = stacked
     for side_pad in _reflect_steps(margin, pad_bottom, margin, pad_right, height, width):
@@ -39,7 +41,7 @@ def apply_tiled(model: TileModel, image: np.ndarray, mask: np.ndarray, tile: int
         for start in range(0, len(corners), batch_size):
             chunk = corners[start : start + batch_size]
             windows = torch.stack([padded[0, :, y : y + tile, x : x + tile] for y, x in chunk])
-            result = model(windows[:, :1], windows[:, 1:]).cpu().numpy()[:, 0]
+            result = model(*windows.split(1, dim=1)).cpu().numpy()[:, 0]
             for (y, x), window in zip(chunk, result):
                 out[y : y + core, x : x + core] = window[margin : margin + core, margin : margin + core]
     return out[:height, :width]

@@ -3,11 +3,18 @@ losses) plus the mask-guided PatchNCE term, the project's RPSD term and pixel-di
 on the synthetic -> real direction. The cycle and identity weights default to 0 (see
 `UnpairedConfig`): the measured better model is the contrastive one.
 
-Objective for the generators (LSGAN adversarial terms):
+Domain A, the generator's input (`UnpairedConfig.input`): `clean`, the clean micrograph, so the
+network must invent all of the noise; or `physics`, the coloured baseline (clean + Gaussian noise
+with the real spectrum, `methods.MicrographNoise`) drawn afresh for every training micrograph
+copy, with the residual head starting at zero: the network starts from the best simple baseline
+and corrects it rather than inventing.
+
+Objective for the generators (LSGAN adversarial terms), m the particle mask, L a low-pass:
   L = L_GAN(G_AB) + L_GAN(G_BA) + λ_cyc (‖G_BA(G_AB(a)) − a‖₁ + ‖G_AB(G_BA(b), 0) − b‖₁)
       + λ_id (‖G_AB(b, 0) − b‖₁ + ‖G_BA(a) − a‖₁) + λ_nce PatchNCE(a, G_AB(a))
-      + λ_rpsd RPSD-L1(G_AB(a), b) + λ_hist W1(G_AB(a), b)
-The RPSD and W1 terms compare batch statistics, so they need no pairing.
+      + λ_rpsd RPSD-L1(G_AB(a), b) + λ_hist W1(G_AB(a), b) + λ_struct ‖m·(L G_AB(a) − L a)‖₁ / ‖m‖₁
+The RPSD and W1 terms compare batch statistics, so they need no pairing; the structure term keeps
+the particles' low frequencies where the input has them.
 """
 
 from __future__ import annotations
@@ -23,11 +30,16 @@ import torch
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
-from cryorefine.unpaired.data import Standardiser, random_tiles
+from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
+from cryorefine.unpaired.data import Standardiser, random_tiles, standardise
+from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
+from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator, PatchProjector, UnconditionalDiscriminator
 
 log = logging.getLogger(__name__)
+
+INPUTS = ("physics", "clean")
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,13 @@ class UnpairedConfig:
     lambda_nce: float = 5.0
     lambda_rpsd: float = 10.0
     lambda_histogram: float = 10.0
+    # In-mask low-pass L1 between output and input (see the module docstring); meant for the
+    # physics input, whose low-pass is already on the real scale.
+    lambda_structure: float = 0.0
     nce_patches: int = 64
+    input: str = "physics"
+    # Coloured-baseline copies of each training micrograph (physics input), each with fresh noise.
+    physics_copies: int = 4
     log_every: int = 50
     seed: int = 0
 
@@ -63,25 +81,53 @@ class Translator:
     synthetic: Standardiser
     real: Standardiser
     config: UnpairedConfig
+    noise: MicrographNoise | None = None
 
-    def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Standardised synthetic tiles (B, 1, H, W) + masks -> standardised real-looking tiles."""
-        return self.generator(image, mask, generator)
+    @property
+    def needs_physics(self) -> bool:
+        return self.config.input == "physics"
+
+    def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
+                  physics: torch.Tensor | None = None) -> torch.Tensor:
+        """Standardised synthetic tiles (B, 1, H, W) + masks (+ standardised physics tiles) -> real-looking tiles."""
+        return self.generator(physics if self.needs_physics else image, mask, generator)
 
 
 def _networks(config: UnpairedConfig):
     torch.manual_seed(config.seed)
     g_ab, g_ba = MaskConditionedGenerator(config.model), Generator(config.model)
+    if config.input == "physics":  # start as the identity: the coloured baseline itself
+        torch.nn.init.zeros_(g_ab.head.weight)
+        torch.nn.init.zeros_(g_ab.head.bias)
     d_a, d_b = UnconditionalDiscriminator(config.model), UnconditionalDiscriminator(config.model)
     projector = PatchProjector(channel_widths(config.model))
     return g_ab, g_ba, d_a, d_b, projector
 
 
+def physics_images(cleans: list[np.ndarray], noise: MicrographNoise, dose_per_pixel: float, seed: int,
+                   copies: int = 1) -> list[np.ndarray]:
+    """Each clean micrograph as `copies` coloured-baseline micrographs, each standardised by itself."""
+    return [standardise(noise.sample(clean, dose_per_pixel, seed + 1000 * copy + index))
+            for copy in range(copies) for index, clean in enumerate(cleans)]
+
+
 def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
-                     config: UnpairedConfig) -> tuple[Translator, list[dict]]:
-    """Train on standardised random tiles; returns the translator and the loss log rows."""
+                     config: UnpairedConfig, dose_per_pixel: float | None = None) -> tuple[Translator, list[dict]]:
+    """Train on standardised random tiles; returns the translator and the loss log rows.
+
+    `dose_per_pixel` (the scenes' counts scale) is needed for the physics input.
+    """
+    if config.input not in INPUTS:
+        raise ValueError(f"input {config.input!r} is not one of {INPUTS}")
     synthetic_scale, real_scale = Standardiser.fit(synthetic), Standardiser.fit(real)
-    a_images = [synthetic_scale.forward(i) for i in synthetic]
+    real_noise = MicrographNoise.fit(real)
+    if config.input == "physics":
+        if not dose_per_pixel:
+            raise ValueError("the physics input needs the scenes' dose per pixel")
+        a_images = physics_images(synthetic, real_noise, dose_per_pixel, config.seed, config.physics_copies)
+        masks = masks * config.physics_copies
+    else:
+        a_images = [synthetic_scale.forward(i) for i in synthetic]
     b_images = [real_scale.forward(i) for i in real]
     rng = np.random.default_rng(config.seed)
     noise = torch.Generator().manual_seed(config.seed)
@@ -108,8 +154,10 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
         nce = patch_nce(g_ab.encode(a, mask), g_ab.encode(fake_b, mask), projector, mask, config.nce_patches, noise)
         spectrum = rpsd_l1(fake_b, b)
         histogram = histogram_w1(fake_b, b)
+        structure = structure_loss(fake_b, a, mask) if config.lambda_structure else zero
         total = (adversarial + config.lambda_cycle * cycle + config.lambda_identity * identity + config.lambda_nce * nce
-                 + config.lambda_rpsd * spectrum + config.lambda_histogram * histogram)
+                 + config.lambda_rpsd * spectrum + config.lambda_histogram * histogram
+                 + config.lambda_structure * structure)
         optimise_g.zero_grad()
         total.backward()
         optimise_g.step()
@@ -122,8 +170,15 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
 
         if step % config.log_every == 0 or step == config.steps:
             row = {"step": step, "adversarial": adversarial.item(), "cycle": cycle.item(), "identity": identity.item(),
-                   "nce": nce.item(), "rpsd": spectrum.item(), "histogram": histogram.item(),
+                   "nce": nce.item(), "rpsd": spectrum.item(), "histogram": histogram.item(), "structure": structure.item(),
                    "discriminator": d_loss.item(), "seconds": round(time.time() - started, 1)}
             rows.append(row)
             log.info("step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in row.items() if k != "step"))
-    return Translator(g_ab.eval(), synthetic_scale, real_scale, config), rows
+    return Translator(g_ab.eval(), synthetic_scale, real_scale, config, real_noise), rows
+
+
+def structure_loss(output: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |low-pass(output) − low-pass(source)| inside the masks (0 for a batch without particles)."""
+    inside = (mask > 0).to(output.dtype)
+    difference = (gaussian_low_pass(output, LOW_PASS_SIGMA_PX) - gaussian_low_pass(source, LOW_PASS_SIGMA_PX)).abs()
+    return (difference * inside).sum() / inside.sum().clamp_min(1.0)
