@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["cryorefine", "cryorefine.*", "cryorefine_scipion", "cryorefine_scipion.*",
                                     "relion_external", "relion_external.*"]),
     package_data={
-        "cryorefine": ["data/demo/*", "data/demo/trpv1/*"],
+        "cryorefine": ["data/demo/*", "data/demo/trpv1/*", "data/demo/models/*"],
         "cryorefine_scipion": ["protocols.conf"],
         "relion_external": ["cryorefine_relion.sh"],
     },

@@ -1,4 +1,4 @@
-"""Shared test settings: paths to the optional shared data and a CLI runner."""
+"""Shared test settings: paths to the bundled and the optional shared data, and a CLI runner."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CRYOREFINE_SHARED_DATA", REPO.parent / "shared" / "data"))
+# Real data shipped with the package (sources and licences in its ATTRIBUTION.md): the tests' own
+# source, so the adapter tests run on a fresh clone; ../shared/data only adds cases.
+BUNDLE = REPO / "cryorefine" / "data" / "demo"
+TRPV1 = BUNDLE / "trpv1"  # real TRPV1 map (48³, 4.88 Å) and 10 real particles with poses and CTF
+REAL_MICROGRAPH = BUNDLE / "micrograph_real.mrc"  # one real micrograph, 682² at 4.003 Å/px, counts
+REAL_MICROGRAPH_PIXEL = 4.0032
+APOFERRITIN_CA = BUNDLE / "models" / "apoferritin_ca.pdb"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

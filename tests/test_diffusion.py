@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from scipy import ndimage
 
-from conftest import run_cli
+from conftest import REAL_MICROGRAPH, run_cli
 from cryorefine.gan.config import ModelConfig
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.unpaired.data import Standardiser
@@ -29,7 +27,6 @@ from cryorefine.unpaired.methods import MicrographNoise, noise_baseline, real_ba
 from cryorefine.unpaired.store import load_translator, save_translator
 
 TINY = ModelConfig(base_channels=4, depth=2)
-REAL_MICROGRAPH = Path(__file__).resolve().parents[1] / "cryorefine" / "data" / "demo" / "micrograph_real.mrc"
 
 
 class GaussianOracle(torch.nn.Module):

@@ -24,7 +24,7 @@ from relion_external.nodes import (
 )
 from cryorefine.io.star import read_particle_star, read_star_tables
 from relion_external.wrapper import ABORTED, FAILURE, SUCCESS, JobFailure, parse_job, plan_steps
-from tests.conftest import REPO, shared_data
+from tests.conftest import REAL_MICROGRAPH, REPO, TRPV1
 
 LAUNCHER = REPO / "relion_external" / "cryorefine_relion.sh"
 JOB = "External/job001/"
@@ -79,7 +79,7 @@ _rlnMicrographPixelSize #3
 _rlnVoltage #4
 _rlnSphericalAberration #5
 _rlnAmplitudeContrast #6
-opticsGroup1 1 0.66655 300 2.7 0.1
+opticsGroup1 1 4.0032 300 2.7 0.1
 
 # version 30001
 
@@ -122,7 +122,7 @@ def _pipeline_table(pipeline: Path, table: str) -> list[list[str]]:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A RELION 3.1 project holding the 10 real TRPV1 particles and their consensus map."""
-    source = shared_data("trpv1")
+    source = TRPV1
     project_dir = tmp_path / "project dir"  # a space, as users' folders have
     project_dir.mkdir()
     for name in ("particles.star", "particles.mrcs", "consensus_map.mrc"):
@@ -449,7 +449,7 @@ def _scene_argv(*extra: str) -> list[str]:
 
 
 def _add_real_micrographs(project: Path) -> None:
-    (project / "epu.mrc").symlink_to(shared_data("micrograph_epu", "epu2.9_example.mrc"))
+    (project / "epu.mrc").symlink_to(REAL_MICROGRAPH)
     (project / "real_micrographs.star").write_text(REAL_MICROGRAPHS_STAR)
 
 

@@ -12,7 +12,7 @@ import starfile
 import torch
 from scipy import ndimage
 
-from conftest import run_cli, shared_data
+from conftest import APOFERRITIN_CA, TRPV1, run_cli
 from cryorefine.io.star import ParticleParameters
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.scene.ice import IceConfig, correlation_length, fractal_noise, thickness_map
@@ -100,8 +100,8 @@ def test_atomic_model_potential_integrates_to_the_form_factors(tmp_path):
 
 @pytest.fixture(scope="module")
 def scene_dir(tmp_path_factory):
-    map_path = shared_data("trpv1", "consensus_map.mrc")
-    model_path = shared_data("models", "apoferritin_ca.pdb")
+    map_path = TRPV1 / "consensus_map.mrc"
+    model_path = APOFERRITIN_CA
     out = tmp_path_factory.mktemp("scene")
     species = [f"{map_path}:12:trpv1"]
     if importlib.util.find_spec("gemmi"):

@@ -19,7 +19,7 @@ import pytest
 
 from tests._scipion import headless_project
 from tests._scipion import launch_protocol as _launch
-from tests.conftest import run_cli, shared_data
+from tests.conftest import TRPV1, run_cli
 
 
 from pwem.constants import ALIGN_PROJ  # noqa: E402
@@ -116,7 +116,7 @@ def project():
 
 @pytest.fixture(scope="module")
 def trpv1(project):
-    folder = shared_data("trpv1")
+    folder = TRPV1
     pytest.importorskip("relion", reason="scipion-em-relion is needed to import RELION STAR files into Scipion")
     particles = _launch(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
                         starFile=str(folder / "particles.star"), samplingRate=4.88, voltage=300,
@@ -169,7 +169,7 @@ def test_relion_import_keeps_3d_alignment_and_agrees_with_our_conversion(trpv1):
     """Scipion's RELION importer guesses 2D/3D from the first row: check the angles survived,
     and that its transforms equal ours (two independent implementations of the convention)."""
     particles = trpv1[0].outputParticles
-    star = read_particle_star(shared_data("trpv1", "particles.star"))
+    star = read_particle_star(TRPV1 / "particles.star")
     params = particle_parameters(star)
     assert particles.getSize() == len(star) == 10
     assert particles.getAlignment() == ALIGN_PROJ
@@ -181,7 +181,7 @@ def test_relion_import_keeps_3d_alignment_and_agrees_with_our_conversion(trpv1):
 
 def test_star_round_trip_reproduces_poses_ctf_and_images(trpv1, tmp_path):
     particles = trpv1[0].outputParticles
-    original = read_particle_star(shared_data("trpv1", "particles.star"))
+    original = read_particle_star(TRPV1 / "particles.star")
     star_path = tmp_path / "round_trip.star"
     assert write_particles_star(particles, str(star_path)) == 10
     written = read_particle_star(star_path)  # the engine's own reader
@@ -199,7 +199,7 @@ def test_star_round_trip_reproduces_poses_ctf_and_images(trpv1, tmp_path):
     from cryorefine.io.mrc import ParticleImages, read_stack
 
     np.testing.assert_array_equal(ParticleImages(written).read(np.arange(10)),
-                                  read_stack(shared_data("trpv1", "particles.mrcs")))
+                                  read_stack(TRPV1 / "particles.mrcs"))
 
 
 def test_simulate_protocol_registers_pairs_like_the_engine_run_directly(simulated, trpv1, tmp_path):
@@ -214,8 +214,8 @@ def test_simulate_protocol_registers_pairs_like_the_engine_run_directly(simulate
     assert "Simulated 10 particles" in simulated.summary()[0]
 
     direct = tmp_path / "direct"
-    result = run_cli("simulate", "--particles", shared_data("trpv1", "particles.star"),
-                     "--map", shared_data("trpv1", "consensus_map.mrc"), "--out", direct, "--device", "cpu")
+    result = run_cli("simulate", "--particles", TRPV1 / "particles.star",
+                     "--map", TRPV1 / "consensus_map.mrc", "--out", direct, "--device", "cpu")
     assert result.returncode == 0, result.stderr
     with mrcfile.open(direct / "sim.mrcs") as handle:
         expected = np.asarray(handle.data, dtype=np.float32)
@@ -285,7 +285,7 @@ def test_refine_generate_makes_new_particles_at_template_poses(project, trained,
 
 def test_validation_explains_unusable_inputs(project, trained, trpv1):
     """Particles without poses or CTF, and at another pixel size, are refused with reasons."""
-    folder = shared_data("trpv1")
+    folder = TRPV1
     bare = _launch(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_FILES,
                    filesPath=str(folder), filesPattern="particles.mrcs", samplingRate=3.0, voltage=300,
                    sphericalAberration=2.0, amplitudeContrast=0.1, magnification=10000)

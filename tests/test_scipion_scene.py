@@ -18,7 +18,7 @@ import pytest
 from emtable import Table
 
 from tests._scipion import headless_project, launch_protocol
-from tests.conftest import run_cli, shared_data
+from tests.conftest import APOFERRITIN_CA, REAL_MICROGRAPH, REAL_MICROGRAPH_PIXEL, TRPV1, run_cli
 
 from pwem.protocols import ProtImportMicrographs, ProtImportPdb, ProtImportVolumes  # noqa: E402
 from pyworkflow.plugin import Domain  # noqa: E402
@@ -41,10 +41,10 @@ def project():
 
 @pytest.fixture(scope="module")
 def species(project):
-    trpv1 = launch_protocol(project, ProtImportVolumes, filesPath=str(shared_data("trpv1", "consensus_map.mrc")),
+    trpv1 = launch_protocol(project, ProtImportVolumes, filesPath=str(TRPV1 / "consensus_map.mrc"),
                             samplingRate=4.88)
     apoferritin = launch_protocol(project, ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
-                                  pdbFile=str(shared_data("models", "apoferritin_ca.pdb")))
+                                  pdbFile=str(APOFERRITIN_CA))
     return trpv1.outputVolume, apoferritin.outputPdb
 
 
@@ -67,9 +67,9 @@ def scene(project, species):
 
 @pytest.fixture(scope="module")
 def real_micrographs(project):
-    epu = shared_data("micrograph_epu", "epu2.9_example.mrc")
+    epu = REAL_MICROGRAPH
     return launch_protocol(project, ProtImportMicrographs, filesPath=str(epu.parent), filesPattern=epu.name,
-                           samplingRate=0.66655, voltage=300, sphericalAberration=2.7, amplitudeContrast=0.1,
+                           samplingRate=REAL_MICROGRAPH_PIXEL, voltage=300, sphericalAberration=2.7, amplitudeContrast=0.1,
                            magnification=10000).outputMicrographs
 
 
@@ -126,7 +126,7 @@ def test_species_arguments_name_every_input_with_its_copies(project, species):
 
 
 def test_a_map_whose_header_disagrees_with_scipion_is_copied_with_scipion_pixel_size(tmp_path):
-    source = str(shared_data("trpv1", "consensus_map.mrc"))
+    source = str(TRPV1 / "consensus_map.mrc")
     assert map_with_sampling(source, 4.88, str(tmp_path / "copy.mrc")) == source
     assert not (tmp_path / "copy.mrc").exists()
     assert map_with_sampling(source, 2.5, str(tmp_path / "copy.mrc")) == str(tmp_path / "copy.mrc")
@@ -192,8 +192,8 @@ def test_scene_coordinates_and_ctfs_are_the_ground_truth(scene):
 def test_scene_protocol_passes_the_engine_what_a_direct_run_gets(scene, tmp_path):
     """The same species, settings and seed on the command line give the same micrographs."""
     direct = tmp_path / "direct"
-    result = run_cli("scene", "--species", f"{shared_data('trpv1', 'consensus_map.mrc')}:5",
-                     "--species", f"{shared_data('models', 'apoferritin_ca.pdb')}:2", "--n-micrographs", 2,
+    result = run_cli("scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:5",
+                     "--species", f"{APOFERRITIN_CA}:2", "--n-micrographs", 2,
                      "--size", 256, "--pixel-size", 4.88, "--defocus", 1.5, 2.5, "--dose", 40, "--seed", 3,
                      "--out", direct)
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ from cryorefine.io.star import CORRELATION_COLUMN, particle_parameters, read_par
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.simulate import SimulateConfig, simulate_pairs
 from tests._synthetic import blob_map, varied_particles, write_dataset
-from tests.conftest import run_cli, shared_data
+from tests.conftest import TRPV1, run_cli, shared_data
 
 needs_relion = pytest.mark.skipif(shutil.which("relion_project") is None, reason="RELION not installed")
 
@@ -28,7 +28,7 @@ def _pearson(a, b) -> float:
 
 def test_real_trpv1_particles_match_their_stated_pose(tmp_path):
     """Each real particle correlates better at its refined pose than the median of 100 random poses."""
-    data = shared_data("trpv1")
+    data = TRPV1
     summary = simulate_pairs(SimulateConfig(particles=data / "particles.star", map=data / "consensus_map.mrc", out=tmp_path))
     raw, sim = read_stack(tmp_path / "raw.mrcs"), read_stack(tmp_path / "sim.mrcs")
     stated = np.array([_pearson(s, r) for s, r in zip(sim, raw)])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -11,17 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_cli
+from conftest import REAL_MICROGRAPH, TRPV1, run_cli
 from cryorefine.unpaired.data import real_micrograph
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.model import PatchProjector
 from cryorefine.unpaired.tiling import apply_tiled
 
 
-# Bundled (cryorefine/data/demo/ATTRIBUTION.md): a real micrograph at 4 Å/px and the real TRPV1 map.
-BUNDLE = Path(__file__).resolve().parents[1] / "cryorefine" / "data" / "demo"
-REAL = BUNDLE / "micrograph_real.mrc"
-TRPV1_MAP = BUNDLE / "trpv1" / "consensus_map.mrc"
+REAL = REAL_MICROGRAPH
+TRPV1_MAP = TRPV1 / "consensus_map.mrc"
 
 
 def _conv_model() -> nn.Module:

@@ -125,7 +125,7 @@ def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[l
 def _dose_per_pixel(scene_dir: Path) -> float:
     config = json.loads((scene_dir / "scene.json").read_text())["config"]
     if not config.get("dose_per_a2"):
-        raise InputError(scene_dir, "scene built without a dose (--dose 0): no counts scale for the baselines")
+        raise InputError(scene_dir, "scene built without a dose (--dose 0): no counts scale for the baselines or the physics input (train with --input clean)")
     return float(config["dose_per_a2"]) * float(config["pixel_size"]) ** 2
 
 
