@@ -4,7 +4,8 @@
 #   tools/micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]
 # Runs on a fresh clone: the real micrograph and the TRPV1 map are bundled (cryorefine/data/demo).
 # Environment: CUT_STEPS (default 1500), DDPM_STEPS (1500), PICKING_STEPS (300), PICKING_REPEATS (3),
-# JOBS (models trained at once, default 1), CRYOREFINE (the command, default cryorefine).
+# PICKING_METHODS (training sets given pickers, default every method; a 100-step picker takes about
+# 30 s on one CPU thread), JOBS (commands at once, default 1), CRYOREFINE (default cryorefine).
 # One thread per process (OMP_NUM_THREADS=1) so timings compare and parallel jobs do not thrash.
 set -euo pipefail
 out=${1:?usage: micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]}
@@ -17,8 +18,10 @@ jobs=${JOBS:-1}
 holdout=0.5
 mkdir -p "$out" && cd "$out"
 
-# Up to $jobs commands at once; `wait` before anything that needs their results.
+# Up to $jobs commands at once; `finish` before anything that needs their results (a failed
+# command stops the script there, as a foreground one would under set -e).
 run() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done; "$@" & }
+finish() { local pid; for pid in $(jobs -p); do wait "$pid"; done; }
 
 # Scenes like the real micrograph: 4 Å/px over the same field (682 px ≈ 2,730 Å), crowded small
 # particles, nearly flat ice, the same defocus range, a CTF envelope (B 200 Å²), 40 e/Å².
@@ -29,13 +32,13 @@ scene="--species $trpv1:400:trpv1 --size 682 --pixel-size 4 --min-separation 90 
 
 train="--scenes scenes_train --real $real --holdout $holdout --tile 64"
 cut="--steps ${CUT_STEPS:-1500} --batch-size 8"
-# Contrastive translators: from the physics image (the default) with and without the structure
-# term, and from the clean micrograph (the earlier default); the diffusion model.
-[ -d cut_physics ] || run $cr translate train $train $cut --lambda-structure 10 --out cut_physics
+# Contrastive translators: from the physics image with the structure term (the default) and
+# without it, and from the clean micrograph (the earlier default); the diffusion model.
+[ -d cut_physics ] || run $cr translate train $train $cut --out cut_physics
 [ -d cut_physics_nostructure ] || run $cr translate train $train $cut --lambda-structure 0 --out cut_physics_nostructure
 [ -d cut_clean ] || run $cr translate train $train $cut --input clean --out cut_clean
 [ -d ddpm ] || run $cr translate train --method diffusion $train --steps "${DDPM_STEPS:-1500}" --out ddpm
-wait
+finish
 
 for split in train test; do
     for model in cut_physics cut_physics_nostructure cut_clean ddpm; do
@@ -59,12 +62,17 @@ done
 # The picking test set: the held-out scenes on the held-out strip (real noise, known coordinates).
 [ -d test_realbg_heldout ] || run $cr translate apply --baseline real-background --real "$real" --holdout $holdout \
     --scenes scenes_test --out test_realbg_heldout
-wait
+finish
 
 methods="gaussian poisson coloured realbg cut_physics cut_physics_nostructure cut_clean ddpm ddpm_partial0.3 ddpm_partial0.5"
-rm -rf realism picking
+rm -rf realism
 $cr evaluate --micrographs $(for m in $methods; do echo "$m=test_$m"; done) \
     --real "$real" --holdout $holdout --scenes scenes_test --tile 32 --classifier-repeats 5 --out realism
-$cr evaluate --picking-train $(for m in $methods; do echo "$m=train_$m"; done) \
-    --picking-test test_realbg_heldout --particle-diameter 110 --picking-steps "${PICKING_STEPS:-300}" \
-    --picking-repeats "${PICKING_REPEATS:-3}" --out picking
+# One picking run per training set (independent: same test set, seeds and settings), $jobs at once.
+mkdir -p picking
+for m in ${PICKING_METHODS:-$methods}; do
+    [ -d "picking/$m" ] || run $cr evaluate --picking-train "$m=train_$m" --picking-test test_realbg_heldout \
+        --particle-diameter 110 --picking-steps "${PICKING_STEPS:-300}" --picking-repeats "${PICKING_REPEATS:-3}" \
+        --out "picking/$m"
+done
+finish
