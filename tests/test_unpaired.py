@@ -201,3 +201,13 @@ def test_a_set_with_more_micrographs_than_its_scene_is_a_one_line_error(tmp_path
     result = run_cli("evaluate", "--micrographs", f"a={folder}", "--real", real, "--scenes", scenes,
                      "--out", tmp_path / "e")
     assert result.returncode == 2 and "beyond the 2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_constant_real_micrograph_is_a_one_line_error(tmp_path, scenes):
+    with mrcfile.new(tmp_path / "flat.mrc") as handle:
+        handle.set_data(np.full((200, 200), 7.0, dtype=np.float32))
+        handle.voxel_size = 8.0
+    result = run_cli("translate", "apply", "--baseline", "coloured", "--real", tmp_path / "flat.mrc", "--scenes", scenes,
+                     "--out", tmp_path / "o")
+    assert result.returncode == 2 and "flat.mrc" in result.stderr and "constant" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()

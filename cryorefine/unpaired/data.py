@@ -54,7 +54,10 @@ def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> t
         raise InputError(path, f"pixel size {pixel:.3f} Å is coarser than the synthetic {pixel_size:.3f} Å")
     resampled = fourier_resize(torch.from_numpy(image)[None].double(), new_side)[0].float().numpy()
     split = int(round(new_side * (1 - holdout_fraction)))
-    return resampled[:, :split], resampled[:, split:]
+    parts = resampled[:, :split], resampled[:, split:]
+    if not all(part.size and part.std() > 0 for part in parts):
+        raise InputError(path, "a part of the micrograph is empty or constant: nothing to learn or measure")
+    return parts
 
 
 def synthetic_scenes(scene_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
