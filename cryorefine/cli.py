@@ -15,13 +15,21 @@ import sys
 from cryorefine import __version__
 from cryorefine.errors import CryorefineError
 
+DESCRIPTION = """Make simulated cryo-EM particle images (and whole micrographs) look like real ones.
+
+A typical run: simulate (sim/raw pairs from a refinement) -> train (the model) -> apply or generate
+(realistic particles, with ground truth) -> evaluate (how close to real, against the baselines).
+`cryorefine COMMAND --help` explains each command, with examples; `cryorefine demo` runs them all
+on bundled data."""
+
 COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench", "scene", "translate")
 
 log = logging.getLogger("cryorefine")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryorefine", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="cryorefine", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cryorefine {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

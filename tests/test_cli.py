@@ -17,6 +17,23 @@ def test_every_command_is_registered_with_help(capsys):
         assert "example" in capsys.readouterr().out.lower(), name
 
 
+@pytest.mark.parametrize("action", ["train", "apply"])
+def test_translate_actions_have_help_with_examples(action, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["translate", action, "--help"])
+    text = capsys.readouterr().out
+    assert "Examples:" in text and f"cryorefine translate {action} --" in text
+
+
+def test_train_options_are_explained_not_named(capsys):
+    """Each option's help says what it does, not its own name again ("lambda gan", "log every")."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for named in ("lambda gan (", "log every (", "seed (default", "batch size (", "depth (default"):
+        assert named not in text, named
+
+
 def test_user_error_is_one_line_with_status_2(tmp_path):
     result = run_cli("simulate", "--particles", tmp_path / "missing.star", "--map", tmp_path / "m.mrc", "--out", tmp_path / "o")
     assert result.returncode == 2

@@ -77,10 +77,24 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
     helps = {
-        "gan_loss": "adversarial loss: lsgan or hinge", "lambda_l1": "weight of paired L1 (keep modest: large values "
-        "make the generator output a denoised mean)", "lambda_rpsd": "weight of the RPSD L1 term",
+        "steps": "training steps (one batch of pairs each)",
+        "batch_size": "pairs per step",
+        "seed": "seed of the weights, the batch order and the noise (same seed, same model on the CPU)",
+        "lr_generator": "Adam learning rate of the generator",
+        "lr_discriminator": "Adam learning rate of the discriminator",
+        "validation_fraction": "fraction of the pairs held out of training and scored every --log-every steps",
+        "log_every": "steps between loss and validation lines in the log and log.csv",
+        "checkpoint_every": "steps between checkpoints that --resume continues from",
         "physical_lr_factor": "learning rate of the physics prior's ring gains and Hermite terms, as a multiple of "
         "--lr-generator",
+        "gan_loss": "adversarial loss: lsgan or hinge",
+        "lambda_gan": "weight of the adversarial term",
+        "lambda_l1": "weight of paired L1 (keep modest: large values make the generator output a denoised mean)",
+        "lambda_rpsd": "weight of the RPSD L1 term (radially averaged log power spectra)",
+        "lambda_histogram": "weight of the pixel-distribution (Wasserstein-1) term",
+        "base_channels": "channels of the U-Net's first level (doubled per level)",
+        "depth": "U-Net levels (the box must stay at least 2**depth px)",
+        "noise_channels": "random-noise input channels of the generator",
         "noise_prior": "the generator's noise source: coloured (the fitted coloured baseline, corrected by the "
         "network) or white (the network makes all the noise)",
     }
@@ -89,7 +103,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default = _default(cls, name)
         parser.add_argument(f"--{option.replace('_', '-')}", type=type(default), default=default,
                             choices=choices.get(option),
-                            help=f"{helps.get(option, name.replace('_', ' '))} (default: {default})")
+                            help=f"{helps[option]} (default: {default})")
 
 
 def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainConfig]:

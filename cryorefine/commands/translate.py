@@ -39,6 +39,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,17 @@ from cryorefine.unpaired.train import INPUTS, UnpairedConfig, train_translator
 log = logging.getLogger(__name__)
 
 
+def _examples(action: str) -> str:
+    """The action's paragraph and examples from the module docstring (its --help)."""
+    paragraph = __doc__.split("Actions:")[1].split(f"  {action}  ")[1].split("\n  apply  ")[0].split("\n\n")[0]
+    lines = [line for line in __doc__.split("Examples:")[1].splitlines() if f"translate {action} " in line]
+    return "\n".join([textwrap.fill(" ".join(paragraph.split()), 100), "", "Examples:", *lines])
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    train = actions.add_parser("train", help="train a translator")
+    train = actions.add_parser("train", help="train a translator", formatter_class=argparse.RawDescriptionHelpFormatter,
+                               description=_examples("train"))
     train.add_argument("--method", choices=METHODS, default="contrastive", help="(default contrastive)")
     train.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
     train.add_argument("--real", required=True, type=Path, nargs="+", help="real micrograph(s), MRC")
@@ -94,7 +103,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        "image (partial diffusion; default %(default)s)")
     train.add_argument("--seed", type=int, default=0)
 
-    apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it")
+    apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
+                               formatter_class=argparse.RawDescriptionHelpFormatter, description=_examples("apply"))
     source = apply.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model folder from translate train")
     source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")
