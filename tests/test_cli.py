@@ -34,6 +34,19 @@ def test_train_options_are_explained_not_named(capsys):
         assert named not in text, named
 
 
+@pytest.mark.parametrize("argv, command", [
+    (["simulate", "--particles", "a", "--map", "b", "--out", "c", "--pixelsize", "2"], "simulate"),
+    (["translate", "apply", "--baseline", "gaussian", "--scenes", "s", "--out", "o", "--bogus"], "translate apply"),
+])
+def test_an_unknown_option_is_reported_with_the_commands_own_usage(argv, command, tmp_path):
+    result = run_cli(*argv, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"cryorefine {command}: error: unrecognized arguments: --") and ("--pixelsize" in last
+                                                                                          or "--bogus" in last)
+    assert f"usage: cryorefine {command}" in result.stderr
+
+
 def test_user_error_is_one_line_with_status_2(tmp_path):
     result = run_cli("simulate", "--particles", tmp_path / "missing.star", "--map", tmp_path / "m.mrc", "--out", tmp_path / "o")
     assert result.returncode == 2

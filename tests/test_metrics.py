@@ -140,3 +140,13 @@ def test_evaluate_sets_with_and_without_sim():
     assert without["rpsd"] == with_sim["rpsd"]
     with pytest.raises(ValueError, match="paired"):
         evaluate_sets(fake[:10], raw, classifier=config)
+
+
+def test_a_classifier_test_on_a_handful_of_images_is_warned_about(caplog):
+    from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
+
+    generator = torch.Generator().manual_seed(0)
+    fake, raw = torch.randn(12, 16, 16, generator=generator), torch.randn(12, 16, 16, generator=generator)
+    with caplog.at_level("WARNING"):
+        classifier_auc_spread(fake, raw, config=ClassifierConfig(steps=2, repeats=1))
+    assert any("too few" in record.getMessage() for record in caplog.records)

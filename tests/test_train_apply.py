@@ -227,3 +227,9 @@ def test_uniform_poses_are_uniform_on_so3(pairs):
     assert np.histogram(cos_tilt, bins=4, range=(-1, 1))[0] == pytest.approx([5000] * 4, rel=0.06)
     for column in ("rlnAngleRot", "rlnAnglePsi"):
         assert np.histogram(table[column], bins=4, range=(-180, 180))[0] == pytest.approx([5000] * 4, rel=0.06)
+
+
+def test_training_on_a_handful_of_pairs_is_warned_about(pairs, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        run("train", "--pairs", pairs, "--out", tmp_path / "m", "--steps", 1, "--device", "cpu", *FAST)
+    assert any("far too few" in record.getMessage() for record in caplog.records)

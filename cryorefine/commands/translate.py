@@ -105,6 +105,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
                                formatter_class=argparse.RawDescriptionHelpFormatter, description=_examples("apply"))
+    for action in (train, apply):
+        action.set_defaults(command_parser=action)
     source = apply.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model folder from translate train")
     source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")

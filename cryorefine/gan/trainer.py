@@ -39,6 +39,9 @@ from cryorefine.noise import NoiseModel
 
 log = logging.getLogger(__name__)
 
+# Fewer training pairs than this get a warning: the model would learn these images, not the data set.
+FEW_TRAINING_PAIRS = 200
+
 LOG_NAME = "log.csv"
 LOG_COLUMNS = (
     "step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd", "loss_histogram",
@@ -129,6 +132,9 @@ class Trainer:
 
         self.train_rows, self.val_rows = pairs.split(train_config.seed, train_config.validation_fraction,
                                                      train_config.max_validation)
+        if len(self.train_rows) < FEW_TRAINING_PAIRS:
+            log.warning("training on %d pairs: far too few for the model to learn the noise of a data set rather "
+                        "than of these images; use a few thousand", len(self.train_rows))
         normalisation = self._same_on_all_ranks(pairs.measure_normalisation(self.train_rows, train_config.seed))
         self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box)
 

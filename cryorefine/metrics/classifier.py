@@ -11,12 +11,20 @@ repeats it with `repeats` seeds (a new split and a new network each) and reports
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import nn
+
+
+log = logging.getLogger(__name__)
+
+# Below this many images per class the classifier test is warned about (see classifier_auc_spread).
+FEW_IMAGES = 100
 
 
 @dataclass
@@ -97,6 +105,10 @@ def classifier_auc_spread(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
     config = config or ClassifierConfig()
     if config.repeats < 1:
         raise ValueError("the classifier test needs at least one repeat")
+    per_class = min(len(fake), len(raw))
+    if per_class < FEW_IMAGES:
+        log.warning("classifier test on %d images per class: too few for its AUC to mean much (a network "
+                    "can tell such small sets apart by chance); score a few hundred", per_class)
     runs = [classifier_auc(fake, raw, seed + k, config) for k in range(config.repeats)]
     aucs = [run["auc"] for run in runs]
     return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)),
