@@ -38,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import textwrap
 from pathlib import Path
@@ -62,7 +63,7 @@ log = logging.getLogger(__name__)
 
 def _examples(action: str) -> str:
     """The action's paragraph and examples from the module docstring (its --help)."""
-    paragraph = __doc__.split("Actions:")[1].split(f"  {action}  ")[1].split("\n  apply  ")[0].split("\n\n")[0]
+    paragraph = re.search(rf"^  {action}  (.*?)(?=^  \w+  |\n\n)", __doc__, re.MULTILINE | re.DOTALL).group(1)
     lines = [line for line in __doc__.split("Examples:")[1].splitlines() if f"translate {action} " in line]
     return "\n".join([textwrap.fill(" ".join(paragraph.split()), 100), "", "Examples:", *lines])
 

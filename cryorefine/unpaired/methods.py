@@ -92,6 +92,10 @@ class MicrographNoise:
                                torch.Generator().manual_seed(seed))[0].numpy()
         return (clean_counts + noise).astype(np.float32)
 
+    def physics(self, clean_counts: np.ndarray, dose_per_pixel: float, seed: int) -> np.ndarray:
+        """The physics image a translator starts from: the coloured baseline, standardised by itself."""
+        return standardise(self.sample(clean_counts, dose_per_pixel, seed))
+
 
 def translate_micrograph(translator, clean: np.ndarray, mask: np.ndarray, tile: int, margin: int,
                          seed: int = 0, dose_per_pixel: float | None = None) -> np.ndarray:
@@ -107,7 +111,7 @@ def translate_micrograph(translator, clean: np.ndarray, mask: np.ndarray, tile: 
         if translator.noise is None or not dose_per_pixel:
             raise ValueError("this translator starts from the physics image: it needs the model's measured real "
                              "spectrum and the scene's dose")
-        physics = standardise(translator.noise.sample(clean, dose_per_pixel, seed))
+        physics = translator.noise.physics(clean, dose_per_pixel, seed)
     output = apply_tiled(lambda *x: translator.translate(x[0], x[1], noise, *x[2:]), image, mask, tile=tile,
                          margin=margin, extra=physics)
     return translator.real.inverse(output)

@@ -31,7 +31,7 @@ from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
-from cryorefine.unpaired.data import Standardiser, random_tiles, standardise
+from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.methods import MicrographNoise
@@ -110,7 +110,7 @@ def _networks(config: UnpairedConfig):
 def physics_images(cleans: list[np.ndarray], noise: MicrographNoise, dose_per_pixel: float, seed: int,
                    copies: int = 1) -> list[np.ndarray]:
     """Each clean micrograph as `copies` coloured-baseline micrographs, each standardised by itself."""
-    return [standardise(noise.sample(clean, dose_per_pixel, seed + 1000 * copy + index))
+    return [noise.physics(clean, dose_per_pixel, seed + 1000 * copy + index)
             for copy in range(copies) for index, clean in enumerate(cleans)]
 
 
