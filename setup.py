@@ -43,7 +43,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "cryorefine=cryorefine.cli:main",
+            "cryorefine=cryorefine.cli:run",
             "cryorefine-relion-external=relion_external.wrapper:main",
         ],
         "pyworkflow.plugin": ["cryorefine_scipion = cryorefine_scipion"],

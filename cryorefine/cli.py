@@ -1,7 +1,8 @@
 """The `cryorefine` command line: one module per subcommand under `cryorefine.commands`.
 
-Each command module has a docstring (its help), `add_args(parser)` and `main(args)`.
-Errors the user can fix are printed as one line and exit with status 2.
+Each command module has a docstring (its help), `add_args(parser)` and `main(args)`. The command
+modules import torch and the engine inside `main`, so that `--help` and argument errors answer
+at once. Errors the user can fix are printed as one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from cryorefine import __version__
 from cryorefine.errors import CryorefineError
+from cryorefine.threads import apply_threads
 
 DESCRIPTION = """Make simulated cryo-EM particle images (and whole micrographs) look like real ones.
 
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryorefine {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: OMP_NUM_THREADS, else the cores this process may use "
+                        "less those the machine's load keeps busy, at least 1; see cryorefine.threads)")
     for name in COMMANDS:
         module = importlib.import_module(f"cryorefine.commands.{name}")
         doc = (module.__doc__ or "").strip()
@@ -41,13 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
             help=doc.splitlines()[0] if doc else name,
             description=doc,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
         )
         module.add_args(sub)
         sub.set_defaults(run=module.main, command_parser=sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
+    """Run one command. Torch's thread count is set from `--threads`, or by the automatic rule when
+    `choose_threads` (the program entry point); a library caller keeps its own setting."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # reported with the command's own usage, not the top-level one
@@ -58,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    if args.threads is not None and args.threads < 1:
+        args.command_parser.error(f"--threads must be at least 1, got {args.threads}")
     try:
+        if args.threads is not None or choose_threads:
+            choice = apply_threads(args.threads)
+            (log.info if choice.reduced else log.debug)("torch CPU threads: %d (%s; --threads N overrides)",
+                                                        choice.threads, choice.reason)
         args.run(args)
     except CryorefineError as exc:
         one_line = " ".join(str(exc).splitlines())  # a message quoting a parser's text may span lines
@@ -75,5 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> int:
+    """The `cryorefine` program."""
+    return main(choose_threads=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import mrcfile
@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from scipy.spatial.transform import Rotation
 
+from cryorefine.demo_settings import DATA_KINDS, DemoConfig, RealismEffects
 from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star, write_particle_star
@@ -41,53 +42,6 @@ log = logging.getLogger(__name__)
 
 BUNDLE = Path(__file__).parent / "data" / "demo"
 TRPV1 = BUNDLE / "trpv1"
-
-
-DATA_KINDS = ("realistic", "stationary")
-
-
-@dataclass(frozen=True)
-class RealismEffects:
-    """What separates a real particle from its sim at the refined pose, with literature ranges.
-
-    - Pose error: a rotation by |N(0, σ)| about a random axis, σ = 2° (RELION's reported angular
-      accuracy for small or low-resolution particles is a few degrees; 1–5° is typical).
-    - Shift error: N(0, σ) per axis, σ = 0.5 px (2.4 Å here; refined translations are good to 1–3 Å).
-    - Per-particle B-factor envelope (radiation damage, beam-induced motion): N(75, 40²) Å², at least
-      0 (per-particle/per-micrograph B-factors from RELION's CTF refinement and Bayesian polishing
-      spread over tens to ~150 Å²).
-    - Ice thickness t, relative to the mean: log-normal with σ = 0.2 (ice varies by tens of percent
-      across the holes of one grid). Noise std ∝ √t (more scattering material), signal ∝ exp(−0.5·(t−1))
-      (inelastic loss grows with thickness at a mean free path of about twice the mean thickness).
-    - Contrast (per-particle scale) log-normal σ = 0.15 on top (RELION's per-particle scale
-      corrections spread by 10–30%).
-    - Not modelled: conformational spread (the one map stands for every particle).
-    """
-
-    angle_sigma_deg: float = 2.0
-    shift_sigma_px: float = 0.5
-    bfactor_mean: float = 75.0
-    bfactor_sigma: float = 40.0
-    thickness_sigma: float = 0.2
-    thickness_signal_loss: float = 0.5
-    contrast_sigma: float = 0.15
-
-
-@dataclass
-class DemoConfig:
-    out: Path
-    particles: int = 1536  # demo "experimental" particles; the last `test_particles` are held out
-    test_particles: int = 512
-    snr: float = 0.1  # signal variance over noise variance, over the whole box
-    steps: int = 800
-    data: str = "realistic"
-    effects: RealismEffects = field(default_factory=RealismEffects)
-    # Also train the white-noise generator and the default without RPSD and without the pixel-histogram
-    # term, for the comparison table in docs/results.md (4x the training time).
-    ablation: bool = False
-    generate: int = 64
-    seed: int = 0
-    device: str = "cpu"
 
 
 # Share of the bundled micrograph's rows whose patches make the training particles' noise; the
@@ -329,7 +283,7 @@ def run_demo(config: DemoConfig) -> Path:
 
 def method_rows(metrics: dict, downstream: dict) -> dict[str, dict]:
     """One flat row per method: realism headline numbers and the downstream scores."""
-    from cryorefine.metrics import headline
+    from cryorefine.metrics.report import headline
 
     rows = {name: headline(values) for name, values in metrics.items()}
     rows.setdefault(ORACLE, {})
@@ -438,7 +392,7 @@ def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict,
                       f"a B-factor envelope ({truth['bfactor_range'][0]:.0f}–{truth['bfactor_range'][1]:.0f} Å²), noise level "
                       f"({truth['noise_std_range'][0]:.2f}–{truth['noise_std_range'][1]:.2f}×) and contrast "
                       f"({truth['contrast_range'][0]:.2f}–{truth['contrast_range'][1]:.2f}×) varying with ice thickness; "
-                      "the STAR holds the refined values (cryorefine.demo.RealismEffects).")
+                      "the STAR holds the refined values (cryorefine.demo_settings.RealismEffects).")
     else:
         data_line += " Stationary set: the raw signal is exactly the sim (the earlier demo data)."
     lines = [

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from cryorefine.cli import COMMANDS, build_parser, main
@@ -57,3 +60,28 @@ def test_user_error_is_one_line_with_status_2(tmp_path):
 def test_in_process_call_returns_status(tmp_path):
     assert main(["simulate", "--particles", str(tmp_path / "x.star"), "--map", "m", "--out", str(tmp_path / "o"),
                  "--batch-size", "0"]) == 2
+
+
+def test_help_and_argument_errors_load_neither_torch_nor_pandas_nor_matplotlib():
+    """A bad flag answers at once: building every command's parser imports no heavy library."""
+    code = ("import sys; from cryorefine import cli; cli.build_parser(); "
+            "print([m for m in ('torch', 'pandas', 'matplotlib', 'scipy') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    bogus = subprocess.run([sys.executable, "-m", "cryorefine.cli", "simulate", "--particles", "p.star", "--map",
+                            "m.mrc", "--out", "o", "--bogus"], capture_output=True, text=True)
+    assert bogus.returncode == 2 and "cryorefine simulate: error: unrecognized arguments: --bogus" in bogus.stderr
+
+
+def test_threads_option_is_checked_and_applied(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit):
+            main(["simulate", "--particles", "p.star", "--map", "m.mrc", "--out", str(tmp_path), "--threads", "0"])
+        main(["simulate", "--particles", str(tmp_path / "missing.star"), "--map", "m.mrc", "--out",
+              str(tmp_path / "out"), "--threads", "1"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,8 @@ import json
 
 import torch
 
-from cryorefine.demo import BASELINE_NAMES, DEFAULT_MODEL, NO_NOISE, ORACLE, DemoConfig, run_demo
+from cryorefine.demo import BASELINE_NAMES, DEFAULT_MODEL, NO_NOISE, ORACLE, run_demo
+from cryorefine.demo_settings import DemoConfig
 
 
 def test_reduced_demo_report_verdict_and_model_against_the_baselines(tmp_path):

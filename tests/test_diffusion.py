@@ -12,7 +12,8 @@ from conftest import REAL_MICROGRAPH, run_cli
 from cryorefine.gan.config import ModelConfig
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.unpaired.data import Standardiser
-from cryorefine.unpaired.train import UnpairedConfig, physics_images, train_translator
+from cryorefine.unpaired.config import UnpairedConfig
+from cryorefine.unpaired.train import physics_images, train_translator
 from cryorefine.unpaired.diffusion import (
     Denoiser,
     DiffusionConfig,

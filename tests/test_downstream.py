@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cryorefine.metrics.downstream import DenoiserConfig, downstream_scores, score_denoiser, train_denoiser
+from cryorefine.metrics.config import DenoiserConfig
+from cryorefine.metrics.downstream import downstream_scores, score_denoiser, train_denoiser
 
 BOX = 32
 

@@ -6,20 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from cryorefine.metrics import (
-    ClassifierConfig,
-    classifier_auc,
-    evaluate_sets,
-    fourier_ring_correlation,
-    headline,
-    moments,
-    noise_power_spectrum,
-    paired_pixel_errors,
-    pixel_wasserstein,
-    roc_auc,
-    rpsd_metrics,
-    soft_circular_mask,
-)
+from cryorefine.metrics.classifier import classifier_auc, roc_auc
+from cryorefine.metrics.config import ClassifierConfig
+from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
+from cryorefine.metrics.report import evaluate_sets, headline
+from cryorefine.metrics.spectral import fourier_ring_correlation, noise_power_spectrum, rpsd_metrics, soft_circular_mask
 
 
 @pytest.fixture(autouse=True)
@@ -143,7 +134,8 @@ def test_evaluate_sets_with_and_without_sim():
 
 
 def test_a_classifier_test_on_a_handful_of_images_is_warned_about(caplog):
-    from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
+    from cryorefine.metrics.classifier import classifier_auc_spread
+    from cryorefine.metrics.config import ClassifierConfig
 
     generator = torch.Generator().manual_seed(0)
     fake, raw = torch.randn(12, 16, 16, generator=generator), torch.randn(12, 16, 16, generator=generator)

@@ -179,7 +179,8 @@ def test_unknown_species_file_is_a_one_line_error(tmp_path):
 
 
 def test_thicker_ice_is_darker_and_the_dose_sets_the_counts():
-    from cryorefine.scene.micrograph import Defocus, Optics, form_image
+    from cryorefine.scene.micrograph import form_image
+    from cryorefine.scene.optics import Defocus, Optics
 
     thickness = thickness_map(256, 4.0, IceConfig(400.0, 200.0, roughness=0.3, gradient=1.0), np.random.default_rng(0))
     empty = np.zeros((256, 256), dtype=np.float32)

@@ -220,7 +220,7 @@ def test_generate_writes_particles_with_ground_truth(simulated_pairs, tmp_path, 
 
 def test_uniform_poses_are_uniform_on_so3(pairs):
     """Uniform rotations have cos(tilt) uniform on [-1, 1] and rot, psi uniform on the circle."""
-    from cryorefine.commands.generate import draw_particles
+    from cryorefine.generate import draw_particles
 
     table = draw_particles(read_particle_star(pairs / "raw.star"), 20000, "uniform", np.random.default_rng(0))
     cos_tilt = np.cos(np.radians(table["rlnAngleTilt"].to_numpy()))

@@ -15,14 +15,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from cryorefine.errors import InputError
-from cryorefine.gan.inference import NOISE_CHOICES, Refiner
-from cryorefine.io.star import image_path_prefix
-from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import ParticleImages, StackWriter
-from cryorefine.io.star import particle_keys, read_particle_star, write_particle_star
+from cryorefine.gan.config import NOISE_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +34,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from cryorefine.gan.inference import Refiner
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.mrc import ParticleImages, StackWriter
+    from cryorefine.io.star import image_path_prefix, particle_keys, read_particle_star, write_particle_star
+
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
     refiner = Refiner(args.model, args.noise, args.device, args.seed)

@@ -42,8 +42,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-channels", type=int, help="train/apply: generator width (default: the model default)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000],
                         help="memory: data set sizes, one fresh training process each")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 compares one core with "
-                        "the single-threaded relion_project, and avoids thread thrashing on a busy machine")
     parser.add_argument("--record", type=Path, help="append the results as JSON lines to this file")
 
 
@@ -73,8 +71,6 @@ def main(args: argparse.Namespace) -> None:
 
     from cryorefine.bench import as_row
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     for result in _results(args):
         row = {"what": args.what, **as_row(result), "torch_threads": torch.get_num_threads(),
                "load_average_1min": round(os.getloadavg()[0], 2),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from cryorefine.demo import DATA_KINDS, DemoConfig
+    from cryorefine.demo_settings import DATA_KINDS, DemoConfig
 
     defaults = DemoConfig(out=Path("demo_out"))
     parser.add_argument("--out", type=Path, default=defaults.out, help="output folder (default: demo_out)")
@@ -35,7 +35,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from cryorefine.demo import DemoConfig, run_demo
+    from cryorefine.demo import run_demo
+    from cryorefine.demo_settings import DemoConfig
 
     run_demo(DemoConfig(out=args.out, particles=args.particles, test_particles=args.test_particles, snr=args.snr,
                         steps=args.steps, data=args.data, ablation=args.ablation, generate=args.generate, seed=args.seed,

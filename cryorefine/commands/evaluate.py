@@ -38,24 +38,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 import logging
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cryorefine import plots
 from cryorefine.errors import InputError
-from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import ParticleImages
-from cryorefine.io.star import read_particle_star
-from cryorefine.metrics import ClassifierConfig, evaluate_sets
-from cryorefine.metrics.downstream import DenoiserConfig, downstream_scores
-from cryorefine.metrics.micrographs import (MicrographScoreConfig, grid_tiles, tile_noise_power,
-                                            read_micrograph_set, score_set)
-from cryorefine.metrics.picking import PICKING_REPEATS, PickerConfig, picking_experiment
-from cryorefine.io.star import read_coordinate_star
-from cryorefine.unpaired.data import real_micrograph, standardise, synthetic_scenes
+from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
+                                       PickerConfig)
+
+if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.mrc import ParticleImages
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +108,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(path: Path, project_dir: Path | None) -> ParticleImages:
+    from cryorefine.io.mrc import ParticleImages
+    from cryorefine.io.star import read_particle_star
+
     return ParticleImages(read_particle_star(path), project_dir)
 
 
@@ -143,6 +142,13 @@ def main(args: argparse.Namespace) -> None:
         return
     if args.fake is None or args.raw is None:
         raise InputError(None, "give --fake and --raw (particles), or --micrographs NAME=DIR with --real")
+    evaluate_particles(args)
+
+
+def evaluate_particles(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.metrics.report import evaluate_sets
+
     if args.max_images is not None and args.max_images < 4:
         raise InputError(None, "--max-images must be at least 4 (the classifier test needs pairs to split)")
     if args.classifier_steps < 1 or args.classifier_repeats < 1:
@@ -178,6 +184,8 @@ def main(args: argparse.Namespace) -> None:
 
 def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray,
                  sim: np.ndarray | None) -> None:
+    from cryorefine import plots
+
     curves = metrics["curves"]
     rpsd = {"fake": np.array(curves["rpsd_fake"]), "raw": np.array(curves["rpsd_raw"])}
     if sim is not None:
@@ -198,6 +206,9 @@ def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.
 
 
 def evaluate_downstream(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.metrics.downstream import downstream_scores
+
     if args.denoise_clean is None or args.raw is None or args.sim is None:
         raise InputError(None, "--denoise needs --denoise-clean (the training sims) and --raw/--sim (the test set)")
     if args.denoise_steps < 1 or args.denoise_repeats < 1:
@@ -261,6 +272,11 @@ def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str
 
 
 def evaluate_micrographs(args: argparse.Namespace) -> None:
+    from cryorefine import plots
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.metrics.micrographs import grid_tiles, read_micrograph_set, score_set, tile_noise_power
+    from cryorefine.unpaired.data import real_micrograph, standardise, synthetic_scenes
+
     if not 0 < args.holdout < 1:
         raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
     if args.tile < 16 or args.classifier_repeats < 1 or args.classifier_steps < 1:
@@ -313,6 +329,9 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
 
 def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """Micrographs, their particle centres (x, y) in pixels and the pixel size."""
+    from cryorefine.io.star import read_coordinate_star
+    from cryorefine.metrics.micrographs import read_micrograph_set
+
     micrograph_set = read_micrograph_set(folder)
     if micrograph_set.coordinate_files is None:
         raise InputError(folder, "picking needs coords_NNN.star beside every micrograph")
@@ -322,6 +341,9 @@ def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarr
 
 
 def evaluate_picking(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.metrics.picking import picking_experiment
+
     if not (args.picking_train and args.picking_test and args.particle_diameter):
         raise InputError(None, "picking needs --picking-train NAME=DIR ..., --picking-test DIR and --particle-diameter")
     if args.particle_diameter <= 0 or args.picking_steps < 1 or args.picking_repeats < 1:

@@ -19,26 +19,11 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from scipy.spatial.transform import Rotation
-from tqdm import tqdm
-
 from cryorefine.errors import InputError
-from cryorefine.gan.inference import NOISE_CHOICES, Refiner
-from cryorefine.io.star import image_path_prefix
-from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import ParticleImages, StackWriter
-from cryorefine.io.star import ParticleStar, particle_parameters, read_particle_star, write_particle_star
-from cryorefine.physics.forward import ForwardModel
-from cryorefine.simulate import load_map
+from cryorefine.gan.config import NOISE_CHOICES
 
 log = logging.getLogger(__name__)
 
-POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
-CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor",
-               "rlnCtfScalefactor", "rlnOpticsGroup")
-SCALE_FIT_PARTICLES = 256
 # What new particles get by default: on the realistic demo data the coloured baseline ties the residual
 # transplant and is ahead of the trained model on RPSD L1 and classifier AUC (docs/results.md), and unlike
 # the transplant it never reuses a finite bank or carries another particle's model error.
@@ -64,48 +49,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
 
 
-def draw_particles(like: ParticleStar, n: int, poses: str, rng: np.random.Generator) -> pd.DataFrame:
-    """n particle rows: poses uniform on SO(3) or resampled, CTF rows resampled from `like`."""
-    ctf_rows = rng.integers(len(like), size=n)
-    table = pd.DataFrame({c: like.particles[c].to_numpy()[ctf_rows] for c in CTF_COLUMNS if c in like.particles})
-    if poses == "like":
-        missing = [c for c in POSE_COLUMNS[:3] if c not in like.particles]
-        if missing:
-            raise InputError(like.path, f"--poses like needs pose columns, missing {missing}")
-        pose_rows = rng.integers(len(like), size=n)
-        for column in POSE_COLUMNS:
-            table[column] = like.particles[column].to_numpy()[pose_rows] if column in like.particles else 0.0
-    else:
-        # Uniform rotations; the ZYZ angles of R and of its inverse are equally distributed.
-        angles = Rotation.random(n, random_state=rng).as_euler("ZYZ", degrees=True)
-        table["rlnAngleRot"], table["rlnAngleTilt"], table["rlnAnglePsi"] = angles.T
-        table["rlnOriginXAngst"] = table["rlnOriginYAngst"] = 0.0
-    return table
-
-
-def fit_sim_scale(model: ForwardModel, like: ParticleStar, box: int, rng: np.random.Generator,
-                  project_dir: Path | None) -> dict[int, float]:
-    """Least-squares scale per optics group from clean sims to the like file's images (as `simulate` does)."""
-    images = ParticleImages(like, project_dir)
-    try:
-        if images.box != box:
-            raise InputError(like.path, f"images are {images.box} px but the model was trained on {box} px "
-                             "(pass the training pairs' raw.star as --like)")
-        rows = np.sort(rng.permutation(len(like))[:SCALE_FIT_PARTICLES])
-        params = particle_parameters(like).subset(rows)
-        sim = model.simulate(params).cpu().numpy().astype(np.float64)
-        raw = images.read(rows).astype(np.float64)
-    finally:
-        images.close()
-    scales = {}
-    for group in np.unique(params.optics_group):
-        sel = params.optics_group == group
-        power = float((sim[sel] ** 2).sum())
-        scales[int(group)] = float((raw[sel] * sim[sel]).sum() / power) if power > 0 else 0.0
-    return scales
-
-
 def main(args: argparse.Namespace) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from cryorefine.gan.inference import Refiner
+    from cryorefine.generate import draw_particles, fit_sim_scale
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.mrc import StackWriter
+    from cryorefine.io.star import (ParticleStar, image_path_prefix, particle_parameters, read_particle_star,
+                                    write_particle_star)
+    from cryorefine.physics.forward import ForwardModel
+    from cryorefine.simulate import load_map
+
     if args.n < 1 or args.batch_size < 1:
         raise InputError(None, "--n and --batch-size must be at least 1")
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
@@ -118,7 +74,7 @@ def main(args: argparse.Namespace) -> None:
 
     rng = np.random.default_rng(args.seed)
     scales = fit_sim_scale(model, like, box, rng, args.project_dir)
-    log.info("sim scale per optics group: %s", scales)
+    log.info("sim scale per optics group: %s", ", ".join(f"group {g}: {s:.4g}" for g, s in scales.items()))
     particles = draw_particles(like, args.n, args.poses, rng)
     optics = like.optics.copy()
     optics["rlnImageSize"] = box

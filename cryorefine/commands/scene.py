@@ -24,17 +24,18 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cryorefine.errors import InputError
-from cryorefine.io.atomic import StagedOutputDir, atomic_write_text
-from cryorefine.io.mrc import write_map
-from cryorefine.scene.builder import SceneConfig, build_scene
-from cryorefine.scene.coordinates import coordinate_table, write_coordinate_star
 from cryorefine.scene.ice import DEFAULT_INELASTIC_MFP_A, IceConfig
-from cryorefine.scene.micrograph import MTF_KINDS, Optics
+from cryorefine.scene.optics import MTF_KINDS, Optics
 from cryorefine.scene.placement import PLACEMENT_MODES
-from cryorefine.scene.species import Species, load_species
+
+if TYPE_CHECKING:  # the builder loads torch, which --help and argument errors should not wait for
+    from cryorefine.scene.builder import SceneConfig
+    from cryorefine.scene.species import Species
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_species(specs: list[str], pixel_size: float) -> list[Species]:
+    from cryorefine.scene.species import load_species
+
     species = []
     for spec in specs:
         path_text, *rest = spec.split(":")
@@ -93,6 +96,8 @@ def parse_species(specs: list[str], pixel_size: float) -> list[Species]:
 
 
 def _config(args: argparse.Namespace) -> SceneConfig:
+    from cryorefine.scene.builder import SceneConfig
+
     if args.size < 32:
         raise InputError(args.out, f"--size {args.size} is too small (at least 32 pixels)")
     return SceneConfig(
@@ -106,6 +111,11 @@ def _config(args: argparse.Namespace) -> SceneConfig:
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import StagedOutputDir, atomic_write_text
+    from cryorefine.io.mrc import write_map
+    from cryorefine.scene.builder import build_scene
+    from cryorefine.scene.coordinates import coordinate_table, write_coordinate_star
+
     config = _config(args)
     species = parse_species(args.species, config.pixel_size)
     largest = max(kind.box for kind in species)
@@ -118,8 +128,8 @@ def main(args: argparse.Namespace) -> None:
             scene = build_scene(species, config, rng)
             wanted = sum(kind.copies for kind in species)
             placed = len(scene.particles.positions)
-            log.info("micrograph %d: %d of %d particles, defocus %.0f/%.0f Å", index, placed, wanted,
-                     scene.defocus.u_a, scene.defocus.v_a)
+            log.info("micrograph %d of %d: %d of %d particles, defocus %.0f/%.0f Å", index + 1, args.n_micrographs,
+                     placed, wanted, scene.defocus.u_a, scene.defocus.v_a)
             name = f"{index:03d}"
             write_map(staged.path(f"micrograph_{name}.mrc"), scene.micrograph, config.pixel_size)
             write_map(staged.path(f"clean_{name}.mrc"), scene.clean, config.pixel_size)

@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 from cryorefine.errors import InputError
-from cryorefine.simulate import SimulateConfig, simulate_pairs
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,8 @@ def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.simulate import SimulateConfig, simulate_pairs
+
     if args.batch_size <= 0:
         raise InputError(None, "--batch-size must be positive")
     config = SimulateConfig(

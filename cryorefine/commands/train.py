@@ -24,21 +24,17 @@ import json
 import logging
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.distributed as dist
-
-from cryorefine import noise
 from cryorefine.commands.simulate import add_simulation_args
-from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.gan.config import NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
-from cryorefine.gan.data import PairedParticles, PairSource
-from cryorefine.gan.onthefly import OnTheFlyPairs
-from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
-from cryorefine.io.atomic import atomic_write_text
-from cryorefine.simulate import SimulateConfig
+
+if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
+    import torch
+
+    from cryorefine.gan.data import PairSource
+    from cryorefine.gan.onthefly import OnTheFlyPairs
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +118,10 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainCo
 
 def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
     """The pairs folder, or the particles and map to simulate from on `device`."""
+    from cryorefine.gan.data import PairedParticles
+    from cryorefine.gan.onthefly import OnTheFlyPairs
+    from cryorefine.simulate import SimulateConfig
+
     if args.pairs is not None:
         return PairedParticles(args.pairs)
     if args.map is None:
@@ -142,6 +142,15 @@ def simulation_record(source: OnTheFlyPairs) -> dict:
 
 
 def main(args: argparse.Namespace) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from cryorefine import noise
+    from cryorefine.device import resolve_device
+    from cryorefine.gan.onthefly import OnTheFlyPairs
+    from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
+    from cryorefine.io.atomic import atomic_write_text
+
     model_config, loss_config, train_config = _configs(args)
     distributed = Distributed.from_environment()
     device = resolve_device(args.device, distributed.local_rank)

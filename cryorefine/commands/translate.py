@@ -47,16 +47,7 @@ import numpy as np
 
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
-from cryorefine.io.atomic import StagedOutputDir
-from cryorefine.io.mrc import read_micrograph, write_map
-from cryorefine.io.star import read_coordinate_star
-from cryorefine.scene.coordinates import write_coordinate_star
-from cryorefine.unpaired.data import real_micrograph, synthetic_scenes
-from cryorefine.unpaired.diffusion import DiffusionConfig, DiffusionTranslator, train_diffusion
-from cryorefine.unpaired.methods import (BASELINES, MicrographNoise, noise_baseline, real_background,
-                                         translate_micrograph)
-from cryorefine.unpaired.store import METHODS, MODEL_FILE, load_translator, save_translator
-from cryorefine.unpaired.train import INPUTS, UnpairedConfig, train_translator
+from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, MODEL_FILE, DiffusionConfig, UnpairedConfig
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +120,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    from cryorefine.unpaired.data import real_micrograph
+
     if not 0 < holdout < 1:
         raise InputError(paths[0], f"--holdout {holdout} must be between 0 and 1")
     parts = [real_micrograph(path, pixel_size, holdout) for path in paths]
@@ -143,6 +136,11 @@ def _dose_per_pixel(scene_dir: Path) -> float:
 
 
 def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.unpaired.diffusion import train_diffusion
+    from cryorefine.unpaired.store import save_translator
+    from cryorefine.unpaired.train import train_translator
+
     real, _ = _real_parts(args.real, pixel_size, args.holdout)
     smallest = min(min(image.shape) for image in (*cleans, *real))
     if not 16 <= args.tile <= smallest:
@@ -169,6 +167,14 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
 
 
 def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.mrc import read_micrograph, write_map
+    from cryorefine.io.star import read_coordinate_star
+    from cryorefine.scene.coordinates import write_coordinate_star
+    from cryorefine.unpaired.diffusion import DiffusionTranslator
+    from cryorefine.unpaired.methods import MicrographNoise, noise_baseline, real_background, translate_micrograph
+    from cryorefine.unpaired.store import load_translator
+
     if args.baseline in ("coloured", "real-background") and args.real is None:
         raise InputError(None, f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
     translator = None
@@ -236,6 +242,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.unpaired.data import synthetic_scenes
+
     _check_numbers(args)
     cleans, masks, pixel_size = synthetic_scenes(args.scenes)
     (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size)

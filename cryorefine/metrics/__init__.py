@@ -1,30 +1,5 @@
 """Offline realism metrics for sets of paired images (fake, raw and optionally the clean sim).
 
-No metric downloads weights; nothing here is FID. See docs for what each number means.
+No metric downloads weights; nothing here is FID. See docs for what each number means. One module
+per kind of metric; `config` holds their settings and imports without torch.
 """
-
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc, classifier_auc_spread, roc_auc
-from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
-from cryorefine.metrics.report import evaluate_sets, headline
-from cryorefine.metrics.spectral import (
-    fourier_ring_correlation,
-    noise_power_spectrum,
-    rpsd_metrics,
-    soft_circular_mask,
-)
-
-__all__ = [
-    "ClassifierConfig",
-    "classifier_auc",
-    "classifier_auc_spread",
-    "evaluate_sets",
-    "fourier_ring_correlation",
-    "headline",
-    "moments",
-    "noise_power_spectrum",
-    "paired_pixel_errors",
-    "pixel_wasserstein",
-    "roc_auc",
-    "rpsd_metrics",
-    "soft_circular_mask",
-]

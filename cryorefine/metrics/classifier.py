@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import logging
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from scipy.stats import rankdata
 from torch import nn
+
+from cryorefine.metrics.config import ClassifierConfig
 
 
 log = logging.getLogger(__name__)
 
 # Below this many images per class the classifier test is warned about (see classifier_auc_spread).
 FEW_IMAGES = 100
-
-
-@dataclass
-class ClassifierConfig:
-    steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    test_fraction: float = 0.5
-    channels: int = 16
-    repeats: int = 5
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

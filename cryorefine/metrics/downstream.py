@@ -29,24 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from cryorefine.metrics.config import DenoiserConfig
 from cryorefine.metrics.spectral import fourier_ring_correlation
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    """The fixed recipe: the same for every training set, so only the data differ."""
-
-    # Dilated 3x3 convolutions (dilations 1, 2, 4, 8, 1): a 33 px receptive field, enough to
-    # see a particle at 48-64 px, small enough to train in seconds on a CPU.
-    channels: int = 16
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1)
-    steps: int = 300
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    seed: int = 0
-    repeats: int = 3
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from scipy import ndimage
 
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_micrograph
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
+from cryorefine.metrics.classifier import classifier_auc_spread
+from cryorefine.metrics.config import ClassifierConfig, MicrographScoreConfig
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import rpsd_distance
 
@@ -89,14 +90,6 @@ def mask_preservation(output: np.ndarray, clean: np.ndarray, mask: np.ndarray) -
         return float("nan")
     smooth = lambda x: ndimage.gaussian_filter(x.astype(np.float64), LOW_PASS_SIGMA_PX)  # noqa: E731
     return float(np.corrcoef(smooth(output)[inside], smooth(clean)[inside])[0, 1])
-
-
-@dataclass(frozen=True)
-class MicrographScoreConfig:
-    tile: int = 64
-    classifier_steps: int = 300
-    classifier_repeats: int = ClassifierConfig.repeats
-    seed: int = 0
 
 
 def score_set(images: list[np.ndarray], real_tiles: torch.Tensor, config: MicrographScoreConfig,

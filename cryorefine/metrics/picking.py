@@ -27,27 +27,12 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from cryorefine.errors import CryorefineError, InputError
+from cryorefine.metrics.config import PICKING_REPEATS, PickerConfig
 from cryorefine.physics.imaging import fourier_resize
 
-# Pickers per training set, each with its own seed: one picker's AP moves by a few hundredths with
-# the seed, as much as the differences between training sets.
-PICKING_REPEATS = 3
 
 Micrographs = Sequence[np.ndarray]
 Coordinates = Sequence[np.ndarray]
-
-
-@dataclass
-class PickerConfig:
-    downsample: float = 4.0  # Fourier-crop factor: aim for a particle diameter of 10-30 px after it
-    label_radius: float = 12.0  # original px; topaz's default of 3 px after 4x downsampling
-    steps: int = 300
-    batch_size: int = 64  # crops of the receptive field (71 px), as the network scores one pixel each
-    positive_fraction: float = 0.5  # of each minibatch; the rest are drawn from all other pixels
-    learning_rate: float = 1e-3
-    units: int = 32  # ResNet8 width (32, 64, 128 channels); topaz's pretrained models have 32 or 64
-    pretrained: bool = True  # start from topaz's resnet8_u{units} detector weights
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import logging
 import numpy as np
 import torch
 
-from cryorefine.metrics.classifier import ClassifierConfig, classifier_auc_spread
+from cryorefine.metrics.classifier import classifier_auc_spread
+from cryorefine.metrics.config import ClassifierConfig
 from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
 from cryorefine.metrics.spectral import (
     fourier_ring_correlation,

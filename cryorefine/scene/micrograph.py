@@ -31,25 +31,10 @@ from cryorefine.io.star import ParticleParameters
 from cryorefine.physics.ctf import relion_ctf_rfft
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.scene.ice import ice_projected_potential, zero_loss_fraction
+from cryorefine.scene.optics import MTF_KINDS, Defocus, Optics
 from cryorefine.scene.species import Species
 
 MASK_FRACTION = 0.1  # a particle's mask: its projection above this fraction of its maximum (see particle_support)
-MTF_KINDS = ("none", "sinc")
-
-
-@dataclass(frozen=True)
-class Optics:
-    voltage_kv: float = 300.0
-    cs_mm: float = 2.7
-    amplitude_contrast: float = 0.1
-    bfactor: float = 0.0
-
-
-@dataclass(frozen=True)
-class Defocus:
-    u_a: float
-    v_a: float
-    angle_deg: float
 
 
 @dataclass

@@ -29,7 +29,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,37 +39,13 @@ from torch import nn
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
+from cryorefine.unpaired.config import DiffusionConfig
 from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.methods import MicrographNoise
 
 log = logging.getLogger(__name__)
 
 TIME_EMBEDDING = 64
-
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    steps: int = 1500
-    batch_size: int = 16
-    tile: int = 64
-    # 1e-3 rather than the GAN's 2e-4: on smooth test textures the denoising error fell from 1.0 to
-    # 0.21 in 150 steps with 1e-3 and only to 0.91 with 2e-4 (CPU budgets are a few thousand steps).
-    learning_rate: float = 1e-3
-    # Low-pass that carries the structure (particle positions, shapes, ice gradient) into the
-    # condition; at 4 Å/px, 2 px keeps a 100 Å particle's outline and leaves the noise to the model.
-    condition_sigma: float = 2.0
-    timesteps: int = 1000
-    sampling_steps: int = 16
-    # Weight of the in-mask low-frequency guidance (0: condition only, 1: exact low-pass in masks).
-    guidance: float = 1.0
-    # Fraction of the T noise levels sampling starts from: 1 is pure noise; below 1 it starts from
-    # the physics image noised to that level (partial diffusion).
-    start_level: float = 1.0
-    # Exponential moving average of the weights used for sampling (standard for DDPMs).
-    ema_decay: float = 0.995
-    log_every: int = 50
-    seed: int = 0
 
 
 def gaussian_low_pass(image: torch.Tensor, sigma: float) -> torch.Tensor:

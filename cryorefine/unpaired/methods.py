@@ -30,8 +30,6 @@ from cryorefine.spectra import ring_indices
 from cryorefine.unpaired.data import standardise
 from cryorefine.unpaired.tiling import apply_tiled
 
-NOISE_BASELINES = ("gaussian", "poisson")
-BASELINES = (*NOISE_BASELINES, "coloured", "real-background")
 # Edge taper of the power measurement (px per side): a micrograph is not periodic, and its edges
 # would otherwise leak power along the axes (a cross in the spectrum, worst with an ice gradient).
 TAPER_PX = 32

@@ -17,13 +17,12 @@ from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import atomic_path, atomic_write_text
 from cryorefine.unpaired.data import Standardiser
-from cryorefine.unpaired.diffusion import Denoiser, DiffusionConfig, DiffusionTranslator
+from cryorefine.unpaired.config import MODEL_FILE, DiffusionConfig, UnpairedConfig
+from cryorefine.unpaired.diffusion import Denoiser, DiffusionTranslator
 from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator
-from cryorefine.unpaired.train import Translator, UnpairedConfig
+from cryorefine.unpaired.train import Translator
 
-MODEL_FILE = "translator.pt"
-METHODS = ("contrastive", "diffusion")
 
 AnyTranslator = Translator | DiffusionTranslator
 

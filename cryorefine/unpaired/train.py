@@ -22,15 +22,15 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
+from cryorefine.unpaired.config import INPUTS, UnpairedConfig
 from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
@@ -38,42 +38,6 @@ from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator, PatchProjector, UnconditionalDiscriminator
 
 log = logging.getLogger(__name__)
-
-INPUTS = ("physics", "clean")
-
-
-@dataclass(frozen=True)
-class UnpairedConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    steps: int = 1000
-    batch_size: int = 8
-    tile: int = 64
-    learning_rate: float = 2e-4
-    beta1: float = 0.5
-    # Off by default: with CycleGAN's 10 and 5 the synthetic -> real generator collapsed to the
-    # identity on the micrograph experiment (docs/scene.md: RPSD L1 0.55, AUC 1.0 after 450 and 700
-    # steps) because the A -> B -> A cycle rewards adding no noise that G_BA would have to remove.
-    # The contrastive term keeps the content instead (as in CUT); 10 / 5 restore the CycleGAN.
-    lambda_cycle: float = 0.0
-    lambda_identity: float = 0.0
-    # 5 rather than CUT's 1: on the micrograph experiment (docs/scene.md) it kept the particles far
-    # better (mask preservation 0.80 vs 0.59) at the same realism (RPSD L1 0.047 vs 0.046, classifier
-    # AUC 0.56 vs 0.60).
-    lambda_nce: float = 5.0
-    lambda_rpsd: float = 10.0
-    lambda_histogram: float = 10.0
-    # In-mask low-pass L1 between output and input (see the module docstring); meant for the
-    # physics input, whose low-pass is already on the real scale. 10 rather than 0: on the micrograph
-    # experiment (docs/scene.md) it kept the particles (mask preservation 0.885 vs 0.660, the
-    # untouched coloured baseline 0.905) at a realism still far past that baseline's (RPSD L1 0.072
-    # vs 0.155, classifier AUC 0.61 vs 0.83; without it 0.039 and 0.52).
-    lambda_structure: float = 10.0
-    nce_patches: int = 64
-    input: str = "physics"
-    # Coloured-baseline copies of each training micrograph (physics input), each with fresh noise.
-    physics_copies: int = 4
-    log_every: int = 50
-    seed: int = 0
 
 
 @dataclass

@@ -1,0 +1,73 @@
+"""The translators' settings and names: torch-free, so the command line and the adapters read the defaults without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryorefine.gan.config import ModelConfig
+
+# What `translate train --method` builds, what `apply --baseline` offers and what a model may be fed.
+METHODS = ("contrastive", "diffusion")
+NOISE_BASELINES = ("gaussian", "poisson")
+BASELINES = (*NOISE_BASELINES, "coloured", "real-background")
+INPUTS = ("physics", "clean")
+MODEL_FILE = "translator.pt"  # in a translator's model folder
+
+
+@dataclass(frozen=True)
+class UnpairedConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 1000
+    batch_size: int = 8
+    tile: int = 64
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    # Off by default: with CycleGAN's 10 and 5 the synthetic -> real generator collapsed to the
+    # identity on the micrograph experiment (docs/scene.md: RPSD L1 0.55, AUC 1.0 after 450 and 700
+    # steps) because the A -> B -> A cycle rewards adding no noise that G_BA would have to remove.
+    # The contrastive term keeps the content instead (as in CUT); 10 / 5 restore the CycleGAN.
+    lambda_cycle: float = 0.0
+    lambda_identity: float = 0.0
+    # 5 rather than CUT's 1: on the micrograph experiment (docs/scene.md) it kept the particles far
+    # better (mask preservation 0.80 vs 0.59) at the same realism (RPSD L1 0.047 vs 0.046, classifier
+    # AUC 0.56 vs 0.60).
+    lambda_nce: float = 5.0
+    lambda_rpsd: float = 10.0
+    lambda_histogram: float = 10.0
+    # In-mask low-pass L1 between output and input (see the module docstring); meant for the
+    # physics input, whose low-pass is already on the real scale. 10 rather than 0: on the micrograph
+    # experiment (docs/scene.md) it kept the particles (mask preservation 0.885 vs 0.660, the
+    # untouched coloured baseline 0.905) at a realism still far past that baseline's (RPSD L1 0.072
+    # vs 0.155, classifier AUC 0.61 vs 0.83; without it 0.039 and 0.52).
+    lambda_structure: float = 10.0
+    nce_patches: int = 64
+    input: str = "physics"
+    # Coloured-baseline copies of each training micrograph (physics input), each with fresh noise.
+    physics_copies: int = 4
+    log_every: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 1500
+    batch_size: int = 16
+    tile: int = 64
+    # 1e-3 rather than the GAN's 2e-4: on smooth test textures the denoising error fell from 1.0 to
+    # 0.21 in 150 steps with 1e-3 and only to 0.91 with 2e-4 (CPU budgets are a few thousand steps).
+    learning_rate: float = 1e-3
+    # Low-pass that carries the structure (particle positions, shapes, ice gradient) into the
+    # condition; at 4 Å/px, 2 px keeps a 100 Å particle's outline and leaves the noise to the model.
+    condition_sigma: float = 2.0
+    timesteps: int = 1000
+    sampling_steps: int = 16
+    # Weight of the in-mask low-frequency guidance (0: condition only, 1: exact low-pass in masks).
+    guidance: float = 1.0
+    # Fraction of the T noise levels sampling starts from: 1 is pure noise; below 1 it starts from
+    # the physics image noised to that level (partial diffusion).
+    start_level: float = 1.0
+    # Exponential moving average of the weights used for sampling (standard for DDPMs).
+    ema_decay: float = 0.995
+    log_every: int = 50
+    seed: int = 0
