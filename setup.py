@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 here = Path(__file__).parent
 
@@ -12,10 +12,13 @@ setup(
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
-    packages=find_packages(include=["cryorefine", "cryorefine.*", "cryorefine_scipion", "cryorefine_scipion.*",
-                                    "relion_external", "relion_external.*"]),
+    # Namespace packages, so the bundled data folders are packages too (setuptools warns otherwise).
+    packages=find_namespace_packages(include=["cryorefine", "cryorefine.*", "cryorefine_scipion", "cryorefine_scipion.*",
+                                              "relion_external", "relion_external.*"], exclude=["*.__pycache__"]),
     package_data={
-        "cryorefine": ["data/demo/*", "data/demo/trpv1/*", "data/demo/models/*"],
+        "cryorefine.data.demo": ["*"],
+        "cryorefine.data.demo.trpv1": ["*"],
+        "cryorefine.data.demo.models": ["*"],
         "cryorefine_scipion": ["protocols.conf"],
         "relion_external": ["cryorefine_relion.sh"],
     },
@@ -49,7 +52,6 @@ setup(
         "pyworkflow.plugin": ["cryorefine_scipion = cryorefine_scipion"],
     },
     classifiers=[
-        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Bio-Informatics",
     ],

@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
     try:
         if args.threads is not None or choose_threads:
             choice = apply_threads(args.threads)
-            (log.info if choice.reduced else log.debug)("torch CPU threads: %d (%s; --threads N overrides)",
-                                                        choice.threads, choice.reason)
+            log.debug("torch CPU threads: %d (%s; --threads N overrides)", choice.threads, choice.reason)
         args.run(args)
     except CryorefineError as exc:
         one_line = " ".join(str(exc).splitlines())  # a message quoting a parser's text may span lines

@@ -261,8 +261,8 @@ def run_demo(config: DemoConfig) -> Path:
                      out / "applied" / where / folder, "--noise", noise, "--seed", config.seed, "--device", config.device)
             fake = out / "applied" / "test" / folder / "particles.star"
             denoise_sets[name] = out / "applied" / "train" / folder / "particles.star"
-        _run("evaluate", "--fake", fake, "--raw", test_pairs / "raw.star", "--sim", test_pairs / "sim.star",
-             "--out", out / "evaluation" / folder, "--seed", config.seed)
+        _run("evaluate", "--fake", fake, "--name", name, "--raw", test_pairs / "raw.star", "--sim",
+             test_pairs / "sim.star", "--out", out / "evaluation" / folder, "--seed", config.seed)
         metrics[name] = json.loads((out / "evaluation" / folder / "metrics.json").read_text())
 
     check = real_data_check(out / "trpv1_check", config.seed)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
@@ -34,6 +33,7 @@ from cryorefine.io.star import (
 )
 from cryorefine.physics.forward import ForwardModel, prepare_map, rebox
 from cryorefine.physics.imaging import background_normalise, soft_circular_mask
+from cryorefine.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
         with StackWriter(raw_path, len(rows), target_box, target_pixel) as raw_out, \
                 StackWriter(sim_path, len(rows), target_box, target_pixel) as sim_out:
             batches = range(0, len(rows), config.batch_size)
-            for start in tqdm(batches, desc="simulate", unit="batch", mininterval=2.0):
+            for start in track(batches, "simulate"):
                 batch_rows = rows[start : start + config.batch_size]
                 sim, raw = simulator.pair(batch_rows, simulator.images.read(batch_rows))
                 correlations[start : start + len(batch_rows)] = _pearson(raw, sim).cpu().numpy()

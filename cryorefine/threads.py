@@ -24,7 +24,6 @@ CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 class ThreadChoice:
     threads: int
     reason: str
-    reduced: bool = False  # fewer threads than cores because the machine is busy
 
 
 def _positive_int(text: str | None) -> int | None:
@@ -78,7 +77,7 @@ def choose_threads(requested: int | None = None, environ: dict[str, str] | None 
     idle = math.floor(machine_cores - load + 0.5)
     if idle < cores:
         threads = max(1, idle)
-        return ThreadChoice(threads, f"{cores} cores ({limit}), load {load:.1f} on {machine_cores}", reduced=True)
+        return ThreadChoice(threads, f"{cores} cores ({limit}), load {load:.1f} on {machine_cores}")
     return ThreadChoice(cores, f"{cores} cores ({limit})")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -35,6 +36,18 @@ def test_train_options_are_explained_not_named(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for named in ("lambda gan (", "log every (", "seed (default", "batch size (", "depth (default"):
         assert named not in text, named
+
+
+def test_every_option_of_every_command_has_help():
+    def undocumented(parser, prefix):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from undocumented(sub, f"{prefix} {name}")
+            elif action.option_strings and not action.help:
+                yield f"{prefix} {action.option_strings[-1]}"
+
+    assert list(undocumented(build_parser(), "cryorefine")) == []
 
 
 @pytest.mark.parametrize("argv, command", [

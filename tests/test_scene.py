@@ -191,3 +191,17 @@ def test_thicker_ice_is_darker_and_the_dose_sets_the_counts():
     expected = 40.0 * 16 * np.exp(-thickness / 3500.0)
     assert clean.mean() == pytest.approx(expected.mean(), rel=0.01)
     assert (noisy - clean).var() == pytest.approx(clean.mean(), rel=0.05)  # Poisson: variance = mean
+
+
+def test_a_rerun_with_fewer_micrographs_leaves_no_stale_files(tmp_path):
+    """The issue-16 case: `--n-micrographs 1` over a 2-micrograph scene kept micrograph 001 beside a scene.json listing one."""
+    out = tmp_path / "scene"
+    base = ["scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:2", "--size", "96", "--pixel-size", "6",
+            "--dose", "0", "--mtf", "none", "--seed", "1", "--out", out]
+    assert run_cli(*base, "--n-micrographs", "2").returncode == 0
+    (out / "notes.txt").write_text("the user's own file")
+    assert (out / "micrograph_001.mrc").is_file()
+    assert run_cli(*base, "--n-micrographs", "1").returncode == 0
+    left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert left == ["clean_000.mrc", "coords_000.star", "ice_000.mrc", "mask_000.mrc", "micrograph_000.mrc",
+                    "notes.txt", "scene.json"]

@@ -16,7 +16,7 @@ from cryorefine.io.star import CORRELATION_COLUMN, particle_parameters, read_par
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.simulate import SimulateConfig, simulate_pairs
 from tests._synthetic import blob_map, varied_particles, write_dataset
-from tests.conftest import TRPV1, run_cli, shared_data
+from tests.conftest import TEST_DATA, TRPV1, run_cli
 
 needs_relion = pytest.mark.skipif(shutil.which("relion_project") is None, reason="RELION not installed")
 
@@ -119,7 +119,7 @@ def test_outputs_round_trip_through_project_and_relion(tmp_path):
 
 
 def test_reads_relion30_star_with_pixel_size_from_magnification(tmp_path):
-    data = shared_data("aspire_real17")
+    data = TEST_DATA / "relion30_aspire"
     star = read_particle_star(data / "sample_relion_data.star")
     assert star.source_version == "3.0"
     assert star.optics["rlnImagePixelSize"].iloc[0] == pytest.approx(5.0 * 1e4 / 37369.207031, rel=1e-6)
@@ -130,13 +130,13 @@ def test_reads_relion30_star_with_pixel_size_from_magnification(tmp_path):
     write_map(tmp_path / "map.mrc", volume, float(star.optics["rlnImagePixelSize"].iloc[0]))
     summary = simulate_pairs(SimulateConfig(particles=data / "sample_relion_data.star", map=tmp_path / "map.mrc",
                                             out=tmp_path / "out", box=64, pixel_size=4.0))
-    assert summary.particles == 17 and summary.box == 64
+    assert summary.particles == 4 and summary.box == 64
     assert read_particle_star(tmp_path / "out" / "sim.star").source_version == "3.1"
 
 
 @pytest.mark.parametrize("name,groups", [("relion31.6opticsgroups.star", 6), ("relion5.star", 1)])
 def test_reads_relion31_and_relion5_optics(name, groups):
-    star = read_particle_star(shared_data("star_formats", name))
+    star = read_particle_star(TEST_DATA / "star_formats" / name)
     assert len(star.optics) == groups
     assert (star.optics["rlnImagePixelSize"].astype(float) > 0).all()
     if name == "relion5.star":

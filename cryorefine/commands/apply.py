@@ -28,18 +28,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--noise", default="gan", choices=NOISE_CHOICES, help="the GAN or a noise baseline (default: gan)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same output)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="particles refined at once; lower it if memory runs out (default 64)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
 
 
 def main(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     from cryorefine.gan.inference import Refiner
     from cryorefine.io.atomic import StagedOutputDir
     from cryorefine.io.mrc import ParticleImages, StackWriter
     from cryorefine.io.star import image_path_prefix, particle_keys, read_particle_star, write_particle_star
+    from cryorefine.progress import track
 
     if args.batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> None:
     try:
         with StagedOutputDir(args.out) as staged:
             with StackWriter(staged.path("particles.mrcs"), n, images.box, pixel_size) as writer:
-                for start in tqdm(range(0, n, args.batch_size), desc="apply", unit="batch", mininterval=2.0):
+                for start in track(range(0, n, args.batch_size), "apply"):
                     rows = np.arange(start, min(start + args.batch_size, n))
                     writer.write(start, refiner(images.read(rows), [keys[i] for i in rows]))
             particles = star.particles.copy()

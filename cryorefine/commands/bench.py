@@ -31,10 +31,10 @@ _DEFAULT_BATCH = {"simulate": 128, "train": 16, "apply": 64, "memory": 16}
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=tuple(_DEFAULT_BATCH), help="what to benchmark")
-    parser.add_argument("--particles", type=int, default=1000)
+    parser.add_argument("--particles", type=int, default=1000, help="particles (or training set size) to time (default 1000)")
     parser.add_argument("--box", type=int, help="box in pixels (default: 128 for simulate, 64 train/apply, 32 memory)")
     parser.add_argument("--batch-size", type=int, help="default: simulate 128, train 16, apply 64, memory 16")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--no-relion", action="store_true", help="simulate: skip the relion_project comparison")
     parser.add_argument("--steps", type=int, default=20, help="train/memory: timed training steps")
     parser.add_argument("--num-workers", type=int, default=2, help="train/memory: loader processes")

@@ -19,10 +19,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
     defaults = DemoConfig(out=Path("demo_out"))
     parser.add_argument("--out", type=Path, default=defaults.out, help="output folder (default: demo_out)")
-    parser.add_argument("--particles", type=int, default=defaults.particles)
-    parser.add_argument("--test-particles", type=int, default=defaults.test_particles)
+    parser.add_argument("--particles", type=int, default=defaults.particles,
+                        help="demo particles, training and held-out together (default %(default)s)")
+    parser.add_argument("--test-particles", type=int, default=defaults.test_particles,
+                        help="of them, held out for the evaluation (default %(default)s)")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
-    parser.add_argument("--snr", type=float, default=defaults.snr)
+    parser.add_argument("--snr", type=float, default=defaults.snr,
+                        help="signal variance over noise variance of the demo particles (default %(default)s)")
     parser.add_argument("--data", choices=DATA_KINDS, default=defaults.data,
                         help="realistic: raw particles carry pose error, B-factor, ice-thickness contrast and noise "
                         "level; stationary: the earlier set, exact sim plus stationary noise (default: realistic)")
@@ -30,8 +33,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="also train the white-noise generator, and the default without RPSD and without the "
                         "pixel-histogram term (4x the training time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of every step (default %(default)s)")
+    parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto (default %(default)s)")
 
 
 def main(args: argparse.Namespace) -> None:

@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fake", type=Path, help="STAR file of the images to score")
+    parser.add_argument("--name", help="what --fake is, in plot titles and legends (default: its folder's name)")
     parser.add_argument("--raw", type=Path, help="STAR file of the real images, same rows")
     parser.add_argument("--sim", type=Path,
                         help="STAR file of the clean simulations, same rows (enables FRC and noise spectra)")
@@ -176,33 +177,37 @@ def evaluate_particles(args: argparse.Namespace) -> None:
 
     with StagedOutputDir(args.out) as out:
         out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        _write_plots(out, metrics, fake_images, raw_images, sim_images)
+        name = args.name or args.fake.resolve().parent.name
+        _write_plots(out, metrics, fake_images, raw_images, sim_images, name, f"{n} particles of {args.raw}")
     log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
              metrics["classifier"]["auc"], metrics["classifier"]["auc_std"], metrics["classifier"]["repeats"],
              args.out / "metrics.json")
 
 
-def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray,
-                 sim: np.ndarray | None) -> None:
+def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray, sim: np.ndarray | None,
+                 name: str, data: str) -> None:
     from cryorefine import plots
 
     curves = metrics["curves"]
-    rpsd = {"fake": np.array(curves["rpsd_fake"]), "raw": np.array(curves["rpsd_raw"])}
+    rpsd = {name: np.array(curves["rpsd_fake"]), "raw": np.array(curves["rpsd_raw"])}
     if sim is not None:
         rpsd["sim"] = np.array(curves["rpsd_sim"])
-    plots.plot_rpsd_curves(out.path("plots/rpsd.png"), rpsd)
-    plots.plot_histograms(out.path("plots/histograms.png"), {"fake": fake, "raw": raw})
+    plots.plot_rpsd_curves(out.path("plots/rpsd.png"), rpsd, title=f"RPSD: {name} vs raw, {data}")
+    plots.plot_histograms(out.path("plots/histograms.png"), {name: fake, "raw": raw},
+                          title=f"Pixel values: {name} vs raw, {data}")
     if sim is None:
         return
     frequency = np.array(curves["frequency"])
     plots.plot_curves(out.path("plots/frc.png"), frequency,
-                      {"fake vs sim": metrics["frc"]["fake_vs_sim"], "raw vs sim": metrics["frc"]["raw_vs_sim"]},
-                      "spatial frequency / Nyquist", "FRC with the clean sim")
+                      {f"{name} vs sim": metrics["frc"]["fake_vs_sim"], "raw vs sim": metrics["frc"]["raw_vs_sim"]},
+                      "spatial frequency / Nyquist", "FRC with the clean sim", title=f"FRC: {name}, {data}")
     plots.plot_curves(out.path("plots/noise_power.png"), frequency,
-                      {"fake − sim": metrics["noise_power"]["fake_minus_sim"],
+                      {f"{name} − sim": metrics["noise_power"]["fake_minus_sim"],
                        "raw − sim": metrics["noise_power"]["raw_minus_sim"]},
-                      "spatial frequency / Nyquist", "residual noise power", log_y=True)
-    plots.plot_panels(out.path("plots/panels.png"), sim, fake, raw)
+                      "spatial frequency / Nyquist", "residual noise power", log_y=True,
+                      title=f"Noise power: {name} vs raw, {data}")
+    plots.plot_panels(out.path("plots/panels.png"), sim, fake, raw, fake_label=name,
+                      title=f"sim, {name} and raw: {data}")
 
 
 def evaluate_downstream(args: argparse.Namespace) -> None:
@@ -318,12 +323,15 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
     with StagedOutputDir(args.out) as out:
         out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         tiles = {name: grid_tiles([image], config.tile).numpy() for name, image in images.items()}
-        plots.plot_rpsd_curves(out.path("plots/rpsd.png"), tiles)
+        pixel = f"{first.pixel_size:.3g}"
+        data = f"{config.tile}-px tiles, held-out part of {', '.join(path.name for path in args.real)}"
+        plots.plot_rpsd_curves(out.path("plots/rpsd.png"), tiles, title=f"RPSD of micrograph sets vs real, {data}")
         spectra = {name: values["noise_power"] for name, values in metrics.items()}
         frequency = (np.arange(len(spectra["real"])) + 0.5) / len(spectra["real"])
         plots.plot_curves(out.path("plots/noise_power.png"), frequency, spectra, "spatial frequency / Nyquist",
-                          "noise power |F|²", log_y=True)
-        plots.plot_micrographs(out.path("plots/micrographs.png"), images)
+                          "noise power |F|²", log_y=True, title=f"Noise power of micrograph sets vs real, {data}")
+        plots.plot_micrographs(out.path("plots/micrographs.png"), images,
+                               title=f"The first micrograph of each set and the held-out real part ({pixel} Å/px)")
     log.info("metrics in %s", args.out / "metrics.json")
 
 

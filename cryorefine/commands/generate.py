@@ -42,8 +42,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", default=GENERATE_NOISE, choices=NOISE_CHOICES,
                         help=f"the GAN or a noise baseline (default: {GENERATE_NOISE}, the best method on the demo's "
                         "held-out data, docs/results.md)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the poses, CTF draws and noise (default 0)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="particles generated at once; lower it if memory runs out (default 64)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
     parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
@@ -51,7 +52,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     import numpy as np
-    from tqdm import tqdm
 
     from cryorefine.gan.inference import Refiner
     from cryorefine.generate import draw_particles, fit_sim_scale
@@ -60,6 +60,7 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.io.star import (ParticleStar, image_path_prefix, particle_parameters, read_particle_star,
                                     write_particle_star)
     from cryorefine.physics.forward import ForwardModel
+    from cryorefine.progress import track
     from cryorefine.simulate import load_map
 
     if args.n < 1 or args.batch_size < 1:
@@ -88,7 +89,7 @@ def main(args: argparse.Namespace) -> None:
     with StagedOutputDir(args.out) as staged:
         with StackWriter(staged.path("particles.mrcs"), args.n, box, pixel) as noisy_out, \
                 StackWriter(staged.path("clean.mrcs"), args.n, box, pixel) as clean_out:
-            for start in tqdm(range(0, args.n, args.batch_size), desc="generate", unit="batch", mininterval=2.0):
+            for start in track(range(0, args.n, args.batch_size), "generate"):
                 rows = np.arange(start, min(start + args.batch_size, args.n))
                 clean = model.simulate(params.subset(rows)).cpu().numpy() * row_scale[rows, None, None]
                 clean_out.write(start, clean)

@@ -28,9 +28,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_simulation_args(parser)
     parser.add_argument("--max-particles", type=int, help="simulate at most this many particles")
     parser.add_argument("--random-subset", action="store_true", help="pick --max-particles at random (with --seed)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-subset (default 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="particles simulated at once; lower it if memory runs out (default 64)")
 
 
 def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -71,8 +71,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--steps", type=int, help="training steps (default 1000 contrastive, 1500 diffusion)")
     train.add_argument("--batch-size", type=int, help="tiles per step (default 8 contrastive, 16 diffusion)")
     train.add_argument("--tile", type=int, default=UnpairedConfig.tile, help="training tile size in pixels")
-    train.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
-    train.add_argument("--depth", type=int, default=ModelConfig.depth)
+    train.add_argument("--base-channels", type=int, default=ModelConfig.base_channels,
+                       help="generator width at full resolution (default %(default)s)")
+    train.add_argument("--depth", type=int, default=ModelConfig.depth,
+                       help="generator levels; each halves the tile (default %(default)s)")
     train.add_argument("--lambda-nce", type=float, default=UnpairedConfig.lambda_nce,
                        help="contrastive: weight of the mask-guided PatchNCE term (default %(default)s)")
     train.add_argument("--lambda-cycle", type=float, default=UnpairedConfig.lambda_cycle,
@@ -93,7 +95,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--start-level", type=float, default=DiffusionConfig.start_level,
                        help="diffusion: noise level sampling starts from, 0..1; below 1 it starts from the physics "
                        "image (partial diffusion; default %(default)s)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the tiles and weights (default 0)")
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
                                formatter_class=argparse.RawDescriptionHelpFormatter, description=_examples("apply"))
@@ -116,7 +118,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     apply.add_argument("--start-level", type=float, help="diffusion: override the model's start level")
     apply.add_argument("--tile", type=int, default=256, help="window size for tile-wise application")
     apply.add_argument("--margin", type=int, default=32, help="context margin discarded per window side")
-    apply.add_argument("--seed", type=int, default=0)
+    apply.add_argument("--seed", type=int, default=0, help="seed of the noise; micrograph k uses seed + k (default 0)")
 
 
 def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -17,14 +17,13 @@ import io
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from cryorefine import noise, plots, spectra
 from cryorefine.errors import InputError
@@ -36,6 +35,7 @@ from cryorefine.gan.models import PatchDiscriminator, PhysicsPriorGenerator, bui
 from cryorefine.io.atomic import atomic_write_text
 from cryorefine.io.star import particle_keys
 from cryorefine.noise import NoiseModel
+from cryorefine.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -307,9 +307,14 @@ class Trainer:
         fake = self.validation_fakes().float().cpu()[:, 0].numpy()
         sim, raw = self._val_sim.cpu()[:, 0].numpy(), self._val_raw.cpu()[:, 0].numpy()
         n = len(self.fixed_rows)
-        plots.plot_panels(plot_dir / "panels.png", sim[:n], fake[:n], raw[:n])
-        plots.plot_rpsd_curves(plot_dir / "rpsd.png", {"sim": sim, "fake": fake, "raw": raw})
-        plots.plot_loss_curves(plot_dir / "losses.png", self.out_dir / LOG_NAME)
+        model = f"model {self.out_dir.name} ({self.settings.model.noise_prior} prior), step {self.step}"
+        where = f"{len(self.val_rows)} held-out pairs of {self.pairs.box} px"
+        plots.plot_panels(plot_dir / "panels.png", sim[:n], fake[:n], raw[:n], fake_label="model",
+                          title=f"sim, model and raw: {model}, {where}")
+        plots.plot_rpsd_curves(plot_dir / "rpsd.png", {"sim": sim, "model": fake, "raw": raw},
+                               title=f"RPSD: {model}, {where}")
+        plots.plot_loss_curves(plot_dir / "losses.png", self.out_dir / LOG_NAME, asdict(self.loss_config),
+                               title=f"Training: {model}")
 
     def run(self) -> dict[str, float]:
         """Train up to `config.steps`; returns the last evaluation (empty if nothing was left to do)."""
@@ -317,8 +322,7 @@ class Trainer:
         metrics: dict[str, float] = {}
         sums: dict[str, float] = {}
         since_log = 0
-        progress = tqdm(total=self.config.steps, initial=self.step, disable=not self.dist.is_main,
-                        desc="train", unit="step", dynamic_ncols=True)
+        progress = Progress(self.config.steps, "train", initial=self.step, disable=not self.dist.is_main)
         batches = self.batches()
         while self.step < self.config.steps:
             for key, value in self.train_step(*next(batches)).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,9 @@ from cryorefine.errors import OutputError
 log = logging.getLogger(__name__)
 
 STAGE_PREFIX = ".cryorefine-partial-"
+# What the last published run wrote into an output folder: a rerun removes what it does not write
+# again, and never touches a file it did not write (a user's own files beside the outputs stay).
+OUTPUTS_MANIFEST = ".cryorefine-outputs.json"
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -65,6 +69,9 @@ class StagedOutputDir:
 
     Files are moved into the output folder only when every one of them was written, so an
     interrupted or failed run leaves the folder as it was (no mixture of old and new files).
+    Publishing replaces the earlier run's outputs whole: a file the earlier run wrote (listed in
+    OUTPUTS_MANIFEST) that this run did not write is removed, so nothing stale survives beside
+    the new result.
     """
 
     def __init__(self, out_dir: str | os.PathLike):
@@ -74,7 +81,18 @@ class StagedOutputDir:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for leftover in self.out_dir.glob(f"{STAGE_PREFIX}*"):
             log.warning("%s is left by an interrupted (or still running) run; it is never read, delete it once no run writes here", leftover)
+        self._earlier = self._earlier_outputs()
+        if self._earlier:
+            log.info("%s holds an earlier result (%d files); it is replaced whole when this run succeeds",
+                     self.out_dir, len(self._earlier))
         self.stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=self.out_dir))
+
+    def _earlier_outputs(self) -> list[str]:
+        try:
+            names = json.loads((self.out_dir / OUTPUTS_MANIFEST).read_text())["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return [n for n in names if isinstance(n, str) and not Path(n).is_absolute() and ".." not in Path(n).parts]
 
     def path(self, name: str) -> Path:
         target = self.stage / name
@@ -82,12 +100,20 @@ class StagedOutputDir:
         return target
 
     def publish(self) -> None:
+        written = sorted(str(p.relative_to(self.stage)) for p in self.stage.rglob("*") if p.is_file())
         try:
-            for source in sorted(self.stage.rglob("*")):
-                if source.is_file():
-                    target = self.out_dir / source.relative_to(self.stage)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(source, target)
+            for name in written:
+                target = self.out_dir / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.stage / name, target)
+            for name in sorted(set(self._earlier) - set(written)):
+                stale = self.out_dir / name
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+                    if stale.parent != self.out_dir:
+                        with contextlib.suppress(OSError):  # a folder only the earlier run used, now empty
+                            stale.parent.rmdir()
+            atomic_write_text(self.out_dir / OUTPUTS_MANIFEST, json.dumps({"files": written}, indent=1) + "\n")
         except OSError as exc:
             raise OutputError(self.out_dir, f"could not publish outputs ({describe_os_error(exc)})") from None
         finally:

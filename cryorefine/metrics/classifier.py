@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from cryorefine.metrics.config import ClassifierConfig
+from cryorefine.progress import track
 
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def classifier_auc_spread(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
     if per_class < FEW_IMAGES:
         log.warning("classifier test on %d images per class: too few for its AUC to mean much (a network "
                     "can tell such small sets apart by chance); score a few hundred", per_class)
-    runs = [classifier_auc(fake, raw, seed + k, config) for k in range(config.repeats)]
+    runs = [classifier_auc(fake, raw, seed + k, config) for k in track(range(config.repeats), "classifier test", "run")]
     aucs = [run["auc"] for run in runs]
     return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)),
             "aucs": aucs, "repeats": config.repeats, "n_train": runs[0]["n_train"], "n_test": runs[0]["n_test"],

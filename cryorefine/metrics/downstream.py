@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cryorefine.metrics.config import DenoiserConfig
+from cryorefine.progress import Progress
 from cryorefine.metrics.spectral import fourier_ring_correlation
 
 log = logging.getLogger(__name__)
@@ -153,13 +154,16 @@ def downstream_scores(training_sets: dict[str, tuple], tests: dict[str, tuple], 
     if config.repeats < 1:
         raise ValueError("the downstream score needs at least one repeat")
     runs: dict[str, dict[str, list[DenoisingScore]]] = {test: {m: [] for m in training_sets} for test in tests}
+    progress = Progress(config.repeats * len(training_sets), "downstream denoisers", unit="denoiser")
     for repeat in range(config.repeats):
         recipe = replace(config, seed=config.seed + repeat)
         for method, (noisy, clean) in training_sets.items():
-            log.info("downstream: denoiser %d/%d on %s (%d images)", repeat + 1, config.repeats, method, len(noisy))
+            progress.set_postfix(now=f"{method}, seed {repeat + 1} of {config.repeats}")
             model = train_denoiser(noisy, clean, recipe)
             for test, (raw, sim) in tests.items():
                 runs[test][method].append(score_denoiser(model, raw, sim))
+            progress.update()
+    progress.close()
     scores: dict[str, dict[str, DenoisingScore]] = {}
     for test, by_method in runs.items():
         scores[test] = {}

@@ -29,6 +29,7 @@ from torch import nn
 from cryorefine.errors import CryorefineError, InputError
 from cryorefine.metrics.config import PICKING_REPEATS, PickerConfig
 from cryorefine.physics.imaging import fourier_resize
+from cryorefine.progress import Progress
 
 
 Micrographs = Sequence[np.ndarray]
@@ -269,6 +270,7 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
     _check_pairs(test_micrographs, test_xy)
     radius = particle_radius if assignment_radius is None else assignment_radius
     results = {}
+    progress = Progress(len(train_sets) * repeats, "picking", unit="picker")
     for name, (micrographs, coordinates) in train_sets.items():
         start = time.perf_counter()
         runs = []
@@ -276,6 +278,8 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
             picker = train_picker(micrographs, coordinates, replace(config, seed=config.seed + repeat))
             picks = [pick(picker, micrograph, particle_radius) for micrograph in test_micrographs]
             runs.append(evaluate_picks(picks, test_xy, radius))
+            progress.set_postfix(last=f"{name} AP {runs[-1]['average_precision']:.3f}")
+            progress.update()
         precisions = [run["average_precision"] for run in runs]
         results[name] = {"average_precision": float(np.mean(precisions)),
                          "average_precision_std": float(np.std(precisions, ddof=1)) if repeats > 1 else 0.0,
@@ -283,4 +287,5 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
                          "n_true": runs[0]["n_true"], "n_matched": int(round(np.mean([r["n_matched"] for r in runs]))),
                          "runs": runs, "n_train_particles": sum(len(xy) for xy in coordinates),
                          "seconds": round(time.perf_counter() - start, 1)}
+    progress.close()
     return results

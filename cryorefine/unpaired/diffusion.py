@@ -39,6 +39,7 @@ from torch import nn
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
+from cryorefine.progress import Progress
 from cryorefine.unpaired.config import DiffusionConfig
 from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.methods import MicrographNoise
@@ -214,6 +215,7 @@ def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config:
     rng = np.random.default_rng(config.seed)
     noise = torch.Generator().manual_seed(config.seed)
     rows, started, running = [], time.time(), []
+    progress = Progress(config.steps, "translate train (diffusion)")
     for step in range(1, config.steps + 1):
         x0, _ = random_tiles(b_images, config.tile, config.batch_size, rng)
         condition = gaussian_low_pass(x0, config.condition_sigma) / real_std
@@ -232,7 +234,9 @@ def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config:
             rows.append({"step": step, "denoising_mse": float(np.mean(running)),
                          "seconds": round(time.time() - started, 1)})
             running = []
-            log.info("step %d: denoising mse %.4f", step, rows[-1]["denoising_mse"])
+            progress.set_postfix(denoising_mse=f"{rows[-1]['denoising_mse']:.4f}")
+        progress.update()
+    progress.close()
     translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, config=config,
                                      noise=MicrographNoise.fit(real), **statistics)
     return translator, rows

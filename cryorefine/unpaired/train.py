@@ -30,6 +30,7 @@ import torch
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
+from cryorefine.progress import Progress
 from cryorefine.unpaired.config import INPUTS, UnpairedConfig
 from cryorefine.unpaired.data import Standardiser, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
@@ -105,6 +106,7 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
     optimise_d = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), lr=config.learning_rate,
                                   betas=betas)
     rows, started = [], time.time()
+    progress = Progress(config.steps, "translate train (contrastive)")
     for step in range(1, config.steps + 1):
         a, mask = random_tiles(a_images, config.tile, config.batch_size, rng, masks)
         b, _ = random_tiles(b_images, config.tile, config.batch_size, rng)
@@ -140,7 +142,11 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
                    "nce": nce.item(), "rpsd": spectrum.item(), "histogram": histogram.item(), "structure": structure.item(),
                    "discriminator": d_loss.item(), "seconds": round(time.time() - started, 1)}
             rows.append(row)
-            log.info("step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in row.items() if k != "step"))
+            log.debug("step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in row.items() if k != "step"))
+            progress.set_postfix(adversarial=f"{row['adversarial']:.3g}", rpsd=f"{row['rpsd']:.3g}",
+                                 structure=f"{row['structure']:.3g}")
+        progress.update()
+    progress.close()
     return Translator(g_ab.eval(), synthetic_scale, real_scale, config, real_noise), rows
 
 
