@@ -428,8 +428,8 @@ def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict,
         "",
         "![noise power per ring](noise_power.png)",
         "",
-        "The default model during training (fixed validation batch): sim / fake / raw with their log|F| panels, "
-        "RPSD curves and losses.",
+        "The default model during training (fixed validation batch): sim / model / raw with their log|F| panels, "
+        "RPSD curves, and the losses (weighted generator terms and the discriminator; validation distances to raw).",
         "",
         f"![panels](models/{default}/plots/panels.png)",
         f"![rpsd](models/{default}/plots/rpsd.png)",

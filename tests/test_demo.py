@@ -23,6 +23,7 @@ def test_reduced_demo_report_verdict_and_model_against_the_baselines(tmp_path):
     report = run_demo(DemoConfig(out=out, particles=640, test_particles=256, steps=300, generate=8))
     text = report.read_text()
     assert "**Verdict.** The default model" in text
+    verdict = text.split("**Verdict.** ")[1].split("\n")[0]
     assert "real ice and detector noise over simulated signal" in text and "pose error (median" in text
     assert (out / "noise_power.png").stat().st_size > 1000
     results = json.loads((out / "metrics.json").read_text())
@@ -30,6 +31,11 @@ def test_reduced_demo_report_verdict_and_model_against_the_baselines(tmp_path):
     assert set(methods) == {DEFAULT_MODEL, *BASELINE_NAMES.values(), NO_NOISE, ORACLE}
     gan, white, coloured = methods[DEFAULT_MODEL], methods["white Gaussian"], methods[BASELINE_NAMES["coloured"]]
     print({name: (m.get("rpsd_l1"), m.get("classifier_auc"), m.get("denoiser_gap_closed")) for name, m in methods.items()})
+    baselines = {name: methods[name] for name in BASELINE_NAMES.values()}
+    best_rpsd = min(baselines, key=lambda name: baselines[name]["rpsd_l1"])
+    # The verdict states the table's numbers: the model's and the best baseline's, by name.
+    assert f"RPSD L1 {gan['rpsd_l1']:.3f}" in verdict and f"{baselines[best_rpsd]['rpsd_l1']:.3f}" in verdict
+    assert f"for {best_rpsd} (" in verdict
     assert gan["rpsd_l1"] < 0.2 * white["rpsd_l1"] and gan["rpsd_l1"] < 1.5 * coloured["rpsd_l1"]
     assert gan["classifier_auc"] < white["classifier_auc"] - 0.2
     assert gan["classifier_auc_std"] is not None and len(json.loads(
