@@ -14,6 +14,7 @@ import logging
 import sys
 
 from cryorefine import __version__
+from cryorefine.commands.options import check_every_number
 from cryorefine.errors import CryorefineError
 from cryorefine.threads import apply_threads
 
@@ -29,9 +30,16 @@ COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench
 log = logging.getLogger("cryorefine")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line naming the option, like every other error (usage is in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cryorefine", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="cryorefine", description=DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"cryorefine {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_args(sub)
         sub.set_defaults(run=module.main, command_parser=sub)
+    check_every_number(parser)
     return parser
 
 

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from cryorefine.gan.config import BASELINES
-from cryorefine.io.atomic import atomic_path, atomic_write_text
+from cryorefine.io.atomic import atomic_path, write_json
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import ring_indices, default_bins
 
@@ -330,7 +330,7 @@ def save_noise_models(model_dir: str | os.PathLike, models: dict[str, Baseline])
             described[name] = {"kind": "residual", "keys": model.keys}
         else:
             described[name] = model.to_dict()
-    atomic_write_text(model_dir / NOISE_MODELS_NAME, json.dumps(described, indent=2) + "\n")
+    write_json(model_dir / NOISE_MODELS_NAME, described)
 
 
 def load_noise_model(model_dir: str | os.PathLike, kind: str) -> Baseline:

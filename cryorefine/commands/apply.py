@@ -36,13 +36,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> None:
     from cryorefine.gan.inference import Refiner
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import ParticleImages, StackWriter
     from cryorefine.io.star import image_path_prefix, particle_keys, read_particle_star, write_particle_star
     from cryorefine.progress import track
 
-    if args.batch_size < 1:
-        raise InputError(None, "--batch-size must be at least 1")
+    refuse_output_over_inputs(args.out, files=[args.particles], folders=[args.model])
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     star = read_particle_star(args.particles)
     images = ParticleImages(star, args.project_dir)

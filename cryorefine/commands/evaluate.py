@@ -37,7 +37,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -124,6 +123,12 @@ def _check_paired(reference: ParticleImages, other: ParticleImages) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import refuse_output_over_inputs
+
+    inputs = [args.fake, args.raw, args.sim, args.denoise_clean, *(args.real or [])]
+    folders = [args.scenes, args.picking_test, *(value.partition("=")[2] for value in
+                                                 (args.micrographs or []) + (args.picking_train or []))]
+    refuse_output_over_inputs(args.out, files=inputs, folders=folders)
     if args.denoise:
         if args.fake or args.micrographs or args.picking_train:
             raise InputError(None, "give --denoise alone with --raw/--sim (run --fake, --micrographs or picking separately)")
@@ -147,7 +152,7 @@ def main(args: argparse.Namespace) -> None:
 
 
 def evaluate_particles(args: argparse.Namespace) -> None:
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.report import evaluate_sets
 
     if args.max_images is not None and args.max_images < 4:
@@ -176,7 +181,7 @@ def evaluate_particles(args: argparse.Namespace) -> None:
                          "sim": None if args.sim is None else str(args.sim), "pixel_size": pixel_size}
 
     with StagedOutputDir(args.out) as out:
-        out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out.path("metrics.json"), metrics)
         name = args.name or args.fake.resolve().parent.name
         _write_plots(out, metrics, fake_images, raw_images, sim_images, name, f"{n} particles of {args.raw}")
     log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
@@ -211,7 +216,7 @@ def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.
 
 
 def evaluate_downstream(args: argparse.Namespace) -> None:
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.downstream import downstream_scores
 
     if args.denoise_clean is None or args.raw is None or args.sim is None:
@@ -256,7 +261,7 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
               "training_sets": {name: str(path) for name, path in training_paths.items()},
               "clean": str(args.denoise_clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
     with StagedOutputDir(args.out) as out:
-        out.path("downstream.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out.path("downstream.json"), report)
     for test, by_method in scores.items():
         for name, score in by_method.items():
             gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f} ± {score.gap_closed_std:.2f}"
@@ -278,7 +283,7 @@ def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str
 
 def evaluate_micrographs(args: argparse.Namespace) -> None:
     from cryorefine import plots
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.micrographs import grid_tiles, read_micrograph_set, score_set, tile_noise_power
     from cryorefine.unpaired.data import real_micrograph, standardise, synthetic_scenes
 
@@ -321,7 +326,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
                        "noise_power": tile_noise_power(real_tiles).tolist()}
     images["real (held out)"] = real[0]
     with StagedOutputDir(args.out) as out:
-        out.path("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out.path("metrics.json"), metrics)
         tiles = {name: grid_tiles([image], config.tile).numpy() for name, image in images.items()}
         pixel = f"{first.pixel_size:.3g}"
         data = f"{config.tile}-px tiles, held-out part of {', '.join(path.name for path in args.real)}"
@@ -349,7 +354,7 @@ def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarr
 
 
 def evaluate_picking(args: argparse.Namespace) -> None:
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.picking import picking_experiment
 
     if not (args.picking_train and args.picking_test and args.particle_diameter):
@@ -382,5 +387,5 @@ def evaluate_picking(args: argparse.Namespace) -> None:
               "picker": {"downsample": downsample, "label_radius_px": config.label_radius, "steps": config.steps,
                          "pretrained": config.pretrained, "seed": config.seed, "repeats": args.picking_repeats}}
     with StagedOutputDir(args.out) as out:
-        out.path("picking.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_json(out.path("picking.json"), report)
     log.info("picking results in %s", args.out / "picking.json")

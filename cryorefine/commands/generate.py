@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> None:
 
     from cryorefine.gan.inference import Refiner
     from cryorefine.generate import draw_particles, fit_sim_scale
-    from cryorefine.io.atomic import StagedOutputDir
+    from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import StackWriter
     from cryorefine.io.star import (ParticleStar, image_path_prefix, particle_parameters, read_particle_star,
                                     write_particle_star)
@@ -63,8 +63,7 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.progress import track
     from cryorefine.simulate import load_map
 
-    if args.n < 1 or args.batch_size < 1:
-        raise InputError(None, "--n and --batch-size must be at least 1")
+    refuse_output_over_inputs(args.out, files=[args.like, args.map], folders=[args.model])
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     like = read_particle_star(args.like)
     pixel_sizes = np.unique(like.optics["rlnImagePixelSize"].astype(float).round(5))

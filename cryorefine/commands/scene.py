@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -111,7 +110,7 @@ def _config(args: argparse.Namespace) -> SceneConfig:
 
 
 def main(args: argparse.Namespace) -> None:
-    from cryorefine.io.atomic import StagedOutputDir, atomic_write_text
+    from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.io.mrc import write_map
     from cryorefine.scene.builder import build_scene
     from cryorefine.scene.coordinates import coordinate_table, write_coordinate_star
@@ -143,5 +142,5 @@ def main(args: argparse.Namespace) -> None:
                        "species": [{"name": k.name, "source": k.source, "copies": k.copies, "box": k.box,
                                     "diameter_a": k.diameter_a} for k in species],
                        "micrographs": summary}
-        atomic_write_text(staged.path("scene.json"), json.dumps(description, indent=2) + "\n")
+        write_json(staged.path("scene.json"), description)
     log.info("wrote %d micrographs to %s", args.n_micrographs, args.out)

@@ -52,10 +52,10 @@ def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import refuse_output_over_inputs
     from cryorefine.simulate import SimulateConfig, simulate_pairs
 
-    if args.batch_size <= 0:
-        raise InputError(None, "--batch-size must be positive")
+    refuse_output_over_inputs(args.out, files=[args.particles, args.map, args.mask, *(args.half_maps or [])])
     config = SimulateConfig(
         particles=args.particles, map=args.map, out=args.out, box=args.box, pixel_size=args.pixel_size,
         max_particles=args.max_particles, random_subset=args.random_subset, seed=args.seed, device=args.device,

@@ -20,8 +20,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,14 +106,8 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainCo
     values: dict[type, dict] = {ModelConfig: {}, LossConfig: {}, TrainConfig: {"amp": not args.no_amp}}
     for option, (cls, name) in _OPTIONS.items():
         values[cls][name] = getattr(args, option)
-    train = TrainConfig(**values[TrainConfig])
-    if train.steps < 1 or train.batch_size < 1:
-        raise InputError(None, "--steps and --batch-size must be at least 1")
-    if not train.physical_lr_factor > 0:
-        raise InputError(None, "--physical-lr-factor must be positive")
-    if not 0 < train.validation_fraction < 1:
-        raise InputError(None, "--validation-fraction must be between 0 and 1")
-    return ModelConfig(**values[ModelConfig]), LossConfig(**values[LossConfig]), train
+    # The numbers' ranges are checked when the command line is parsed (cryorefine.commands.options).
+    return ModelConfig(**values[ModelConfig]), LossConfig(**values[LossConfig]), TrainConfig(**values[TrainConfig])
 
 
 def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
@@ -147,9 +141,10 @@ def main(args: argparse.Namespace) -> None:
 
     from cryorefine import noise
     from cryorefine.device import resolve_device
+    from cryorefine.gan.checkpoint import CHECKPOINT_NAME
     from cryorefine.gan.onthefly import OnTheFlyPairs
     from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
-    from cryorefine.io.atomic import atomic_write_text
+    from cryorefine.io.atomic import write_json
 
     model_config, loss_config, train_config = _configs(args)
     distributed = Distributed.from_environment()
@@ -158,9 +153,8 @@ def main(args: argparse.Namespace) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             torch.cuda.set_device(device)
-    if args.num_workers < 0:
-        raise InputError(None, "--num-workers must be 0 or more")
     pairs = open_source(args, device)
+    new_folder = not args.out.exists()
     try:
         # The baselines (and the default generator's noise prior) are fitted on the rows the trainer trains on.
         train_rows, _ = pairs.split(train_config.seed, train_config.validation_fraction, train_config.max_validation)
@@ -174,7 +168,7 @@ def main(args: argparse.Namespace) -> None:
                           performance=Performance(num_workers=args.num_workers, compile=args.compile),
                           noise_prior=None if baselines is None else baselines["coloured"])
         if distributed.is_main and isinstance(pairs, OnTheFlyPairs):
-            atomic_write_text(args.out / ON_THE_FLY_NAME, json.dumps(simulation_record(pairs), indent=2) + "\n")
+            write_json(args.out / ON_THE_FLY_NAME, simulation_record(pairs))
         if baselines is not None:
             noise.save_noise_models(args.out, baselines)
         if distributed.is_main:
@@ -184,6 +178,11 @@ def main(args: argparse.Namespace) -> None:
         if metrics:
             log.info("validation RPSD L1: fake %.4f, sim %.4f; pixel L1 %.4f",
                      metrics["val_rpsd_l1"], metrics["val_rpsd_l1_sim"], metrics["val_pixel_l1"])
+    except BaseException:
+        # A run that fails before its first checkpoint leaves no half-made model folder behind.
+        if new_folder and distributed.is_main and not (args.out / CHECKPOINT_NAME).exists():
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     finally:
         pairs.close()
         if distributed.world_size > 1:

@@ -227,25 +227,20 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
-    """Refuse impossible settings before any work."""
+    """Refuse impossible combinations before any work (each number's own range is checked when parsed)."""
     if args.action == "train":
-        if (args.steps is not None and args.steps < 1) or (args.batch_size is not None and args.batch_size < 2):
-            raise InputError(None, "--steps must be at least 1 and --batch-size at least 2")
-    elif args.tile <= 2 * args.margin or args.margin < 0:
-        raise InputError(None, f"--tile {args.tile} must be larger than twice --margin {args.margin} (and the margin >= 0)")
-    if getattr(args, "sampling_steps", None) is not None and args.sampling_steps < 1:
-        raise InputError(None, "--sampling-steps must be at least 1")
-    if getattr(args, "guidance", None) is not None and not 0 <= args.guidance <= 1:
-        raise InputError(None, f"--guidance {args.guidance} must be between 0 and 1")
-    if getattr(args, "start_level", None) is not None and not 0 < args.start_level <= 1:
-        raise InputError(None, f"--start-level {args.start_level} must be above 0 and at most 1")
-    if getattr(args, "lambda_structure", 0) < 0 or not np.isfinite(getattr(args, "lambda_structure", 0)):
-        raise InputError(None, f"--lambda-structure {args.lambda_structure} must be a finite number >= 0")
+        if args.batch_size is not None and args.batch_size < 2:
+            raise InputError(None, "--batch-size must be at least 2 (the contrastive term compares tiles)")
+    elif args.tile <= 2 * args.margin:
+        raise InputError(None, f"--tile {args.tile} must be larger than twice --margin {args.margin}")
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.io.atomic import refuse_output_over_inputs
     from cryorefine.unpaired.data import synthetic_scenes
 
     _check_numbers(args)
+    real = args.real if isinstance(args.real, list) else [args.real]
+    refuse_output_over_inputs(args.out, files=real, folders=[args.scenes, getattr(args, "model", None)])
     cleans, masks, pixel_size = synthetic_scenes(args.scenes)
     (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size)

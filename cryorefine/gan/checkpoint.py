@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from cryorefine import __version__
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, OutputError
 from cryorefine.gan import config as cfg
 from cryorefine.gan.data import Normalisation
 from cryorefine.gan.models import Generator, build_generator
-from cryorefine.io.atomic import atomic_path, atomic_write_text
+from cryorefine.io.atomic import atomic_path, write_json
 
 FORMAT = "cryorefine-gan"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -78,12 +78,17 @@ def save_checkpoint(model_dir: str | os.PathLike, settings: ModelSettings, state
     Python's as an OSError that atomic_path turns into a clear message.
     """
     model_dir = Path(model_dir)
+    for part, tensors in state.items():
+        if isinstance(tensors, dict) and any(torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()
+                                             for t in tensors.values()):
+            raise OutputError(model_dir / CHECKPOINT_NAME, f"the {part} has NaN or infinite values; not saved, the "
+                              "earlier checkpoint is left as it was")
     config = settings.to_dict()
     buffer = io.BytesIO()
     torch.save({"config": config, **state}, buffer)
     with atomic_path(model_dir / CHECKPOINT_NAME) as tmp:
         tmp.write_bytes(buffer.getbuffer())
-    atomic_write_text(model_dir / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    write_json(model_dir / CONFIG_NAME, config)
 
 
 def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[ModelSettings, dict]:

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from cryorefine import noise, plots, spectra
-from cryorefine.errors import InputError
+from cryorefine.errors import CryorefineError, InputError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
@@ -48,6 +49,11 @@ LOG_COLUMNS = (
     "fixed_rpsd_l1", "fixed_rpsd_mse", "val_rpsd_l1", "val_rpsd_mse", "val_pixel_l1", "val_pixel_mse",
     "val_rpsd_l1_sim",
 )
+
+
+
+class TrainingDiverged(CryorefineError):
+    """A loss became NaN or infinite: training stops before the broken weights are saved."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,10 @@ class Trainer:
         """`noise_prior`: the coloured baseline fitted on the training pairs, which the default
         generator starts from (fitted here on rank 0 of a new run when not given; resumed runs and
         other ranks get it from the checkpoint or from DDP's first broadcast)."""
+        deepest = int(math.log2(pairs.box)) - 1  # the U-Net's coarsest level keeps at least 2 px
+        if model_config.depth > deepest:
+            raise InputError(None, f"--depth {model_config.depth} halves the {pairs.box}-px box below 2 px; "
+                             f"use at most {deepest}")
         if loss_config.gan_mode not in losses.GAN_MODES:
             raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
@@ -158,6 +168,7 @@ class Trainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.step = 0
+        self._saved_step = 0  # the step of the checkpoint on disk (0: none yet)
 
         checkpoint = self.out_dir / CHECKPOINT_NAME
         if resume:
@@ -212,7 +223,7 @@ class Trainer:
             raise InputError(self.out_dir / CHECKPOINT_NAME, "cannot resume: the checkpoint does not match this "
                              f"cryorefine's model ({detail[:160]})") from None
         torch.set_rng_state(state["rng_torch"].cpu())
-        self.step = int(state["step"])
+        self.step = self._saved_step = int(state["step"])
         log.info("resuming %s at step %d", self.out_dir, self.step)
 
     def _state(self) -> dict:
@@ -300,6 +311,7 @@ class Trainer:
 
     def save(self) -> None:
         save_checkpoint(self.out_dir, self.settings, self._state())
+        self._saved_step = self.step
 
     def write_plots(self) -> None:
         plot_dir = self.out_dir / "plots"
@@ -325,7 +337,14 @@ class Trainer:
         progress = Progress(self.config.steps, "train", initial=self.step, disable=not self.dist.is_main)
         batches = self.batches()
         while self.step < self.config.steps:
-            for key, value in self.train_step(*next(batches)).items():
+            step_losses = self.train_step(*next(batches))
+            diverged = [key for key, value in step_losses.items() if not math.isfinite(value)]
+            if diverged:
+                progress.close()
+                kept = f"the checkpoint of step {self._saved_step} is kept" if self._saved_step else "no checkpoint was written"
+                raise TrainingDiverged(f"training diverged at step {self.step}: {diverged[0]} is not finite; {kept} "
+                                       "(lower the learning rates or the loss weights)")
+            for key, value in step_losses.items():
                 sums[key] = sums.get(key, 0.0) + value
             since_log += 1
             progress.update(1)

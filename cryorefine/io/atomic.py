@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -64,6 +65,38 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _first_non_finite(value, where: str = "") -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "the value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def write_json(path: Path, value) -> None:
+    """JSON written atomically; a NaN or infinite number stops the run instead of being published."""
+    bad = _first_non_finite(value)
+    if bad is not None:
+        raise OutputError(path, f"{bad} came out NaN or infinite; nothing was published and earlier outputs are "
+                          "left as they were")
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def refuse_output_over_inputs(out_dir: str | os.PathLike, option: str = "--out", files=(), folders=()) -> None:
+    """Refuse an output folder that is an input file's folder, or an input folder or inside one: a
+    run there would replace (or mix its results into) what it reads."""
+    out = Path(out_dir).resolve()
+    for path in files:
+        if path is not None and Path(path).resolve().parent == out:
+            raise OutputError(out_dir, f"{option} is the folder of the input {path}; choose a new folder")
+    for path in folders:
+        if path is not None and out.is_relative_to(Path(path).resolve()):
+            raise OutputError(out_dir, f"{option} is the input folder {path} or inside it; choose a new folder")
+
+
 class StagedOutputDir:
     """Build a command's outputs in a hidden staging folder, then publish them together.
 
@@ -113,7 +146,7 @@ class StagedOutputDir:
                     if stale.parent != self.out_dir:
                         with contextlib.suppress(OSError):  # a folder only the earlier run used, now empty
                             stale.parent.rmdir()
-            atomic_write_text(self.out_dir / OUTPUTS_MANIFEST, json.dumps({"files": written}, indent=1) + "\n")
+            write_json(self.out_dir / OUTPUTS_MANIFEST, {"files": written})
         except OSError as exc:
             raise OutputError(self.out_dir, f"could not publish outputs ({describe_os_error(exc)})") from None
         finally:

@@ -15,6 +15,9 @@ from cryorefine.errors import InputError, OutputError
 from cryorefine.io.atomic import describe_os_error
 from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_path
 
+# Larger pixel values are a unit or format slip; squaring them (for a variance) overflows float32.
+MAX_PIXEL_MAGNITUDE = 1e15
+
 
 def _open_mmap(path: Path):
     if not path.exists():
@@ -49,6 +52,11 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         raise InputError(path, f"map must be cubic, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise InputError(path, "map contains NaN or Inf values")
+    if float(np.abs(data).max()) > MAX_PIXEL_MAGNITUDE:
+        raise InputError(path, f"map has values up to {float(np.abs(data).max()):.3g}, beyond {MAX_PIXEL_MAGNITUDE:g}: "
+                         "absurdly scaled")
+    if data.min() == data.max():
+        raise InputError(path, f"map is constant ({float(data.flat[0]):g} everywhere)")
     return data, voxel
 
 
@@ -149,6 +157,13 @@ class ParticleImages:
             image = _positioned_read(handle, index)
             if not np.isfinite(image).all():
                 raise InputError(path, f"image {index + 1} (particle {row + 1}) contains NaN or Inf")
+            peak = float(np.abs(image).max())
+            if peak > MAX_PIXEL_MAGNITUDE:
+                raise InputError(path, f"image {index + 1} (particle {row + 1}) has values up to {peak:.3g}, "
+                                 f"beyond {MAX_PIXEL_MAGNITUDE:g}: absurdly scaled")
+            if image.min() == image.max():
+                raise InputError(path, f"image {index + 1} (particle {row + 1}) is constant "
+                                 f"({float(image.flat[0]):g} everywhere): a blank or damaged image")
             out[k] = image
         return out
 
@@ -202,21 +217,37 @@ class StackWriter:
         return self.handle.data
 
     def write(self, start: int, images: np.ndarray) -> None:
+        """Images from row `start` on; a non-finite value stops the run, so nothing broken is published."""
+        images = np.asarray(images)
+        finite = np.isfinite(images.reshape(len(images), -1)).all(1)
+        if not finite.all():
+            raise OutputError(self.path, f"image {start + int(np.flatnonzero(~finite)[0]) + 1} came out with NaN or "
+                              "Inf values; nothing was published and earlier outputs are left as they were")
         self.handle.data[start : start + len(images)] = images
 
-    def close(self) -> None:
+    def close(self, check: bool = False) -> None:
+        """Flush and close; with `check`, refuse a stack that is one constant value throughout."""
         self.handle.update_header_stats()
+        degenerate = check and len(self.handle.data) > 0 and self.handle.header.dmin == self.handle.header.dmax
+        value = float(self.handle.header.dmin)
         self.handle.flush()
         self.handle.close()
+        if degenerate:
+            raise OutputError(self.path, f"every image came out as the constant {value:g}; nothing was published "
+                              "and earlier outputs are left as they were")
 
     def __enter__(self) -> "StackWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(check=exc_type is None)
 
 
 def write_map(path: str | os.PathLike, volume: np.ndarray, voxel_size: float) -> None:
+    """An MRC map or micrograph; a NaN or infinite value stops the run instead of being published."""
+    if not np.isfinite(volume).all():
+        raise OutputError(path, "came out with NaN or Inf values; nothing was published and earlier outputs are "
+                          "left as they were")
     with mrcfile.new(path, overwrite=True) as handle:
         handle.set_data(np.asarray(volume, dtype=np.float32))
         handle.voxel_size = voxel_size

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, OutputError
 from cryorefine.io.atomic import atomic_write_text
 
 # Columns that RELION 3.0 keeps per particle and 3.1+ keeps per optics group.
@@ -284,7 +284,39 @@ def particle_parameters(star: ParticleStar, require_pose: bool = True, require_c
     )
     if require_ctf and ((params.defocus_u <= 0).any() or (params.defocus_v <= 0).any()):
         raise InputError(star.path, "defocus values must be positive (underfocus, in Å)")
+    _check_physical_ranges(star.path, params, require_ctf)
     return params
+
+
+# What the forward model can use: outside these a CTF is NaN or meaningless (a negative voltage, an
+# amplitude contrast of 1 or more) or the value is far outside any microscope (a typo, a unit slip).
+# (column, field, lowest, highest, whether the highest itself is allowed)
+PHYSICAL_RANGES = (
+    ("rlnVoltage", "voltage", 1.0, 3000.0, True),  # kV
+    ("rlnSphericalAberration", "cs", -100.0, 100.0, True),  # mm
+    ("rlnAmplitudeContrast", "amplitude_contrast", 0.0, 1.0, False),
+    ("rlnImagePixelSize", "pixel_size", 1e-3, 1e3, True),  # Å
+    ("rlnCtfScalefactor", "ctf_scale", 0.0, 1e3, True),
+    ("rlnCtfBfactor", "bfactor", -1e4, 1e5, True),  # Å²
+)
+CTF_RANGES = (("rlnDefocusU", "defocus_u"), ("rlnDefocusV", "defocus_v"))
+MAX_DEFOCUS_A = 1e6  # 100 µm
+
+
+def _check_physical_ranges(path: Path, params: ParticleParameters, require_ctf: bool) -> None:
+    for column, field, low, high, high_allowed in PHYSICAL_RANGES:
+        values = getattr(params, field)
+        fine = np.isfinite(values) & (values >= low) & ((values <= high) if high_allowed else (values < high))
+        if not fine.all():
+            row = int(np.flatnonzero(~fine)[0])
+            bound = "]" if high_allowed else ")"
+            raise InputError(path, f"_{column} {values[row]:g} (particle {row + 1}) is outside [{low:g}, {high:g}{bound}")
+    if require_ctf:
+        for column, field in CTF_RANGES:
+            values = getattr(params, field)
+            if (values > MAX_DEFOCUS_A).any():
+                row = int(np.flatnonzero(values > MAX_DEFOCUS_A)[0])
+                raise InputError(path, f"_{column} {values[row]:g} Å (particle {row + 1}) is beyond {MAX_DEFOCUS_A:g} Å")
 
 
 def particle_keys(particles: pd.DataFrame) -> list[str]:
@@ -387,7 +419,16 @@ def format_table(name: str, table: pd.DataFrame) -> str:
 
 
 def write_star(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None:
-    """Write named tables as a RELION 3.1 STAR file (each under its `# version 30001` line), atomically."""
+    """Write named tables as a RELION 3.1 STAR file (each under its `# version 30001` line), atomically.
+
+    A NaN or infinite number stops the run: RELION would read it as data (or fail on it later)."""
+    for name, table in tables.items():
+        for column in table.columns:
+            values = table[column].to_numpy()
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+                raise OutputError(path, f"{name} column _{column} came out NaN or infinite (row {row}); nothing was "
+                                  "published and earlier outputs are left as they were")
     atomic_write_text(Path(path), "\n" + "".join(f"# version 30001\n\n{format_table(name, table)}"
                                                   for name, table in tables.items()))
 

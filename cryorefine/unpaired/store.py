@@ -6,7 +6,6 @@ Loaded with `weights_only=True` (no pickled code runs), like the paired GAN's ch
 from __future__ import annotations
 
 import csv
-import json
 import pickle
 from dataclasses import asdict
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
-from cryorefine.io.atomic import atomic_path, atomic_write_text
+from cryorefine.io.atomic import atomic_path, write_json
 from cryorefine.unpaired.data import Standardiser
 from cryorefine.unpaired.config import MODEL_FILE, DiffusionConfig, UnpairedConfig
 from cryorefine.unpaired.diffusion import Denoiser, DiffusionTranslator
@@ -41,7 +40,7 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
         state.update(method="contrastive", network=translator.generator.state_dict())
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         torch.save(state, tmp)
-    atomic_write_text(out_dir / "config.json", json.dumps({"method": state["method"], **state["config"]}, indent=2) + "\n")
+    write_json(out_dir / "config.json", {"method": state["method"], **state["config"]})
     with atomic_path(out_dir / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step"])
         writer.writeheader()

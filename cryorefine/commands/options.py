@@ -1,0 +1,101 @@
+"""The range of every numeric option, checked when the command line is parsed (before any work).
+
+One table for all commands, by option name: a count is a whole number of at least 1, a weight a
+finite number of at least 0, and so on. NaN, infinities, zero or negative counts and fractions
+outside their interval get one line naming the option. `check_every_number` wraps each numeric
+option's type with its rule; an option without a rule is a programming error (tested).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(kind: type, text: str) -> float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def _rule(kind: type, low: float | None = None, high: float | None = None, low_open: bool = False,
+          high_open: bool = False, what: str = "") -> Callable[[str], float]:
+    def check(text: str) -> float:
+        value = _number(kind, text)
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {what}")
+        return value
+
+    check.__name__ = f"{kind.__name__} {what}"  # argparse names the type in some messages
+    check.kind = kind
+    return check
+
+
+COUNT = _rule(int, 1, what="a whole number of at least 1")
+NON_NEGATIVE_INT = _rule(int, 0, what="a whole number of at least 0")
+SEED = _rule(int, 0, 2**32 - 1, what="a whole number from 0 to 2^32 - 1")
+POSITIVE = _rule(float, 0, low_open=True, what="a number above 0")
+NON_NEGATIVE = _rule(float, 0, what="a number of at least 0")
+FINITE = _rule(float, what="a finite number")
+OPEN_FRACTION = _rule(float, 0, 1, low_open=True, high_open=True, what="between 0 and 1 (both excluded)")
+UNIT_INTERVAL = _rule(float, 0, 1, what="between 0 and 1")
+START_LEVEL = _rule(float, 0, 1, low_open=True, what="above 0 and at most 1")
+AMPLITUDE_CONTRAST = _rule(float, 0, 1, high_open=True, what="at least 0 and below 1")
+VOLTAGE = _rule(float, 1, 3000, what="from 1 to 3000 kV")
+SPHERICAL_ABERRATION = _rule(float, -100, 100, what="from -100 to 100 mm")
+BFACTOR = _rule(float, -1e4, 1e5, what="from -10000 to 100000 Å²")
+BOX = _rule(int, 16, 4096, what="a whole number of pixels from 16 to 4096")
+TILE = _rule(int, 16, 8192, what="a whole number of pixels from 16 to 8192")
+DEPTH = _rule(int, 1, 8, what="a whole number from 1 to 8")
+WIDTH = _rule(int, 1, 1024, what="a whole number from 1 to 1024")
+
+# Option destination -> rule. Options that share a name share a meaning across commands.
+RULES: dict[str, Callable[[str], float]] = {
+    "threads": COUNT, "seed": SEED, "batch_size": COUNT, "steps": COUNT, "particles": COUNT, "n": COUNT,
+    "box": BOX, "pixel_size": POSITIVE, "map_pixel_size": POSITIVE, "bfactor": BFACTOR, "mask_diameter": POSITIVE,
+    "max_particles": COUNT, "num_workers": NON_NEGATIVE_INT,
+    "lr_generator": POSITIVE, "lr_discriminator": POSITIVE, "validation_fraction": OPEN_FRACTION,
+    "log_every": COUNT, "checkpoint_every": COUNT, "physical_lr_factor": POSITIVE,
+    "lambda_gan": NON_NEGATIVE, "lambda_l1": NON_NEGATIVE, "lambda_rpsd": NON_NEGATIVE,
+    "lambda_histogram": NON_NEGATIVE, "lambda_nce": NON_NEGATIVE, "lambda_cycle": NON_NEGATIVE,
+    "lambda_identity": NON_NEGATIVE, "lambda_structure": NON_NEGATIVE,
+    "base_channels": WIDTH, "depth": DEPTH, "noise_channels": NON_NEGATIVE_INT,
+    "max_images": COUNT, "classifier_steps": COUNT, "classifier_repeats": COUNT, "holdout": OPEN_FRACTION,
+    "tile": TILE, "margin": NON_NEGATIVE_INT, "denoise_steps": COUNT, "denoise_repeats": COUNT,
+    "particle_diameter": POSITIVE, "picking_steps": COUNT, "picking_repeats": COUNT,
+    "test_particles": COUNT, "snr": POSITIVE, "generate": NON_NEGATIVE_INT, "sizes": COUNT,
+    "size": TILE, "n_micrographs": COUNT, "min_separation": NON_NEGATIVE, "chain_length": COUNT,
+    "band_radius": POSITIVE, "band_width": POSITIVE, "ice_thickness": NON_NEGATIVE,
+    "ice_correlation_length": POSITIVE, "ice_roughness": NON_NEGATIVE, "ice_gradient": NON_NEGATIVE,
+    "inelastic_mfp": POSITIVE, "defocus": POSITIVE, "astigmatism": NON_NEGATIVE, "voltage": VOLTAGE,
+    "cs": SPHERICAL_ABERRATION, "amplitude_contrast": AMPLITUDE_CONTRAST, "dose": NON_NEGATIVE,
+    "condition_sigma": POSITIVE, "sampling_steps": COUNT, "guidance": UNIT_INTERVAL, "start_level": START_LEVEL,
+}
+
+
+def numeric_actions(parser: argparse.ArgumentParser):
+    """(prefix, action) for every int or float option of `parser` and its subcommands."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from numeric_actions(sub)
+        elif action.type in (int, float) or hasattr(action.type, "kind"):
+            yield parser.prog, action
+
+
+def check_every_number(parser: argparse.ArgumentParser) -> None:
+    """Give every numeric option of `parser` (and its subcommands) its rule from RULES."""
+    for prog, action in numeric_actions(parser):
+        if action.type in (int, float):
+            rule = RULES.get(action.dest)
+            if rule is None or rule.kind is not action.type:
+                raise KeyError(f"{prog} {action.option_strings[-1]}: no {action.type.__name__} range rule in "
+                               "cryorefine.commands.options")
+            action.type = rule
