@@ -67,17 +67,18 @@ def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
     """Run one command. Torch's thread count is set from `--threads`, or by the automatic rule when
     `choose_threads` (the program entry point); a library caller keeps its own setting."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # reported with the command's own usage, not the top-level one
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the command's own parser, not the top-level one
+            args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exit_:  # --help, or an argument error already printed as one line
+        return exit_.code if isinstance(exit_.code, int) else 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    if args.threads is not None and args.threads < 1:
-        args.command_parser.error(f"--threads must be at least 1, got {args.threads}")
     try:
         if args.threads is not None or choose_threads:
             choice = apply_threads(args.threads)

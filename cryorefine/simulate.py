@@ -94,16 +94,17 @@ def pose_check(simulator: "PairSimulator", rows: np.ndarray, raw: torch.Tensor, 
     """
     n = min(len(rows), POSE_CHECK_PARTICLES)
     rng = np.random.default_rng(seed)
+    count = n * POSE_CHECK_POSES
     poses = simulator.params.subset(np.repeat(np.asarray(rows[:n]), POSE_CHECK_POSES))
-    poses.rot, poses.psi = rng.uniform(-180, 180, (2, len(poses)))
-    poses.tilt = np.degrees(np.arccos(rng.uniform(-1, 1, len(poses))))
+    poses.rot, poses.psi = rng.uniform(-180, 180, (2, count))
+    poses.tilt = np.degrees(np.arccos(rng.uniform(-1, 1, count)))
     random_sims = rebox(simulator.model.simulate(poses), simulator.box, simulator.resize_to)
     random = _pearson(raw[:n].repeat_interleave(POSE_CHECK_POSES, 0), random_sims).cpu().numpy()
     stated_median, random_median = float(np.median(stated[:n])), float(np.median(random))
     # Clearly above: by more than twice the random level's standard error, and by at least 0.01.
     margin = max(0.01, 2 * float(random.std()) / np.sqrt(n))
     return {"particles": n, "random_poses_each": POSE_CHECK_POSES, "median_at_refined_pose": stated_median,
-            "median_at_random_poses": random_median, "clearly_above": stated_median > random_median + margin}
+            "median_at_random_poses": random_median, "clearly_above": bool(stated_median > random_median + margin)}
 
 
 def _select_rows(n: int, config: SimulateConfig) -> np.ndarray:

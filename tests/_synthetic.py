@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryorefine.io.mrc import write_map
 from cryorefine.io.star import write_particle_star
 
 
@@ -62,14 +61,27 @@ def varied_particles(n: int, box: int, pixel_size: float, seed: int = 0, stack: 
     return optics, particles
 
 
+def write_map(path: Path, volume: np.ndarray, voxel_size: float) -> None:
+    """A map written as given (NaN or a corrupt case too), not through the engine's checked writer."""
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as handle:
+        handle.set_data(np.asarray(volume, dtype=np.float32))
+        handle.voxel_size = voxel_size
+
+
 def write_dataset(folder: Path, volume: np.ndarray, pixel_size: float, optics: pd.DataFrame, particles: pd.DataFrame,
                   images: np.ndarray, stack: str = "particles.mrcs") -> tuple[Path, Path]:
-    """Write map.mrc, the stack and particles.star into `folder`; return (star, map) paths."""
-    from cryorefine.io.mrc import StackWriter
+    """Write map.mrc, the stack and particles.star into `folder`; return (star, map) paths.
+
+    The stack is written as given (a blank placeholder too), not through the engine's checked writer."""
+    import mrcfile
 
     folder.mkdir(parents=True, exist_ok=True)
     write_map(folder / "map.mrc", volume, pixel_size)
-    with StackWriter(folder / stack, len(images), images.shape[-1], pixel_size) as writer:
-        writer.write(0, images.astype(np.float32))
+    with mrcfile.new(folder / stack, overwrite=True) as handle:
+        handle.set_data(images.astype(np.float32))
+        handle.set_image_stack()
+        handle.voxel_size = pixel_size
     write_particle_star(folder / "particles.star", optics, particles)
     return folder / "particles.star", folder / "map.mrc"

@@ -54,13 +54,13 @@ def test_every_option_of_every_command_has_help():
     (["simulate", "--particles", "a", "--map", "b", "--out", "c", "--pixelsize", "2"], "simulate"),
     (["translate", "apply", "--baseline", "gaussian", "--scenes", "s", "--out", "o", "--bogus"], "translate apply"),
 ])
-def test_an_unknown_option_is_reported_with_the_commands_own_usage(argv, command, tmp_path):
+def test_an_unknown_option_is_one_line_naming_the_command(argv, command, tmp_path):
     result = run_cli(*argv, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"cryorefine {command}: error: unrecognized arguments: --") and ("--pixelsize" in last
                                                                                           or "--bogus" in last)
-    assert f"usage: cryorefine {command}" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and f"(see cryorefine {command} --help)" in last
 
 
 def test_user_error_is_one_line_with_status_2(tmp_path):
@@ -91,8 +91,8 @@ def test_threads_option_is_checked_and_applied(tmp_path):
 
     before = torch.get_num_threads()
     try:
-        with pytest.raises(SystemExit):
-            main(["simulate", "--particles", "p.star", "--map", "m.mrc", "--out", str(tmp_path), "--threads", "0"])
+        assert main(["simulate", "--particles", "p.star", "--map", "m.mrc", "--out", str(tmp_path), "--threads",
+                     "0"]) == 2
         main(["simulate", "--particles", str(tmp_path / "missing.star"), "--map", "m.mrc", "--out",
               str(tmp_path / "out"), "--threads", "1"])
         assert torch.get_num_threads() == 1

@@ -46,9 +46,10 @@ def test_every_numeric_option_is_covered():
     assert commands == set(REQUIRED) and len(NUMERIC_OPTIONS) > 100
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(NUMERIC_OPTIONS), text=NUMBER_TEXT)
 def test_a_number_is_accepted_only_in_range_else_one_line(option, text, capsys):
+    capsys.readouterr()
     command, flag = option
     nargs = {"--defocus": 2, "--sizes": 1}.get(flag, 1)
     argv = [*command.split(), flag, *[text] * nargs, *REQUIRED[command]]
