@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
 
 from _pairs import PIXEL_SIZE, make_pairs
 from cryorefine.cli import main
-from cryorefine.io.mrc import StackWriter, read_stack
+from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import read_particle_star, write_particle_star
 from cryorefine.noise import fit_noise_models
 
@@ -33,8 +34,10 @@ def _write_set(folder: Path, name: str, images) -> None:
     star = read_particle_star(folder / "sim.star")
     particles = star.particles.iloc[: len(images)].copy()
     particles["rlnImageName"] = [f"{i + 1:06d}@{name}.mrcs" for i in range(len(images))]
-    with StackWriter(folder / f"{name}.mrcs", len(images), images.shape[-1], PIXEL_SIZE) as writer:
-        writer.write(0, images)
+    with mrcfile.new(folder / f"{name}.mrcs", overwrite=True) as handle:  # as given: blank sets are test cases
+        handle.set_data(np.asarray(images, dtype=np.float32))
+        handle.set_image_stack()
+        handle.voxel_size = PIXEL_SIZE
     write_particle_star(folder / f"{name}.star", star.optics, particles)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import mrcfile
 import numpy as np
 import pytest
 import torch
@@ -133,9 +134,9 @@ def test_apply_failure_leaves_no_partial_output(pairs, model, tmp_path):
     broken = make_pairs(tmp_path / "broken", n=12, box=32)
     stack = read_stack(broken / "sim.mrcs")
     stack[9] = np.nan  # found only in the second batch, after the first was written
-    from cryorefine.io.mrc import StackWriter
-    with StackWriter(broken / "sim.mrcs", len(stack), 32, 2.0) as writer:
-        writer.write(0, stack)
+    with mrcfile.new(broken / "sim.mrcs", overwrite=True) as handle:  # NaN as given, past the engine's writer
+        handle.set_data(stack)
+        handle.voxel_size = 2.0
     out = tmp_path / "out"
     with pytest.raises(InputError, match="NaN"):
         run("apply", "--model", model, "--particles", broken / "sim.star", "--out", out, "--batch-size", 4)

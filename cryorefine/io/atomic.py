@@ -86,15 +86,16 @@ def write_json(path: Path, value) -> None:
 
 
 def refuse_output_over_inputs(out_dir: str | os.PathLike, option: str = "--out", files=(), folders=()) -> None:
-    """Refuse an output folder that is an input file's folder, or an input folder or inside one: a
-    run there would replace (or mix its results into) what it reads."""
+    """Refuse an output folder that is an input file's folder or an input folder: a run there would
+    replace or mix its results with what it reads. A folder inside an input folder is allowed (its
+    own files never take the input's names)."""
     out = Path(out_dir).resolve()
     for path in files:
         if path is not None and Path(path).resolve().parent == out:
             raise OutputError(out_dir, f"{option} is the folder of the input {path}; choose a new folder")
     for path in folders:
-        if path is not None and out.is_relative_to(Path(path).resolve()):
-            raise OutputError(out_dir, f"{option} is the input folder {path} or inside it; choose a new folder")
+        if path is not None and out == Path(path).resolve():
+            raise OutputError(out_dir, f"{option} is the input folder {path}; choose a new folder")
 
 
 class StagedOutputDir:
