@@ -110,6 +110,7 @@ def plot_loss_curves(path: str | os.PathLike, csv_path: str | os.PathLike, weigh
     validation.plot(steps, column("val_pixel_l1"), marker=marker, label="pixel L1, model vs raw")
     validation.set_xlabel("step")
     validation.set_ylabel("distance to raw (held-out pairs)")
+    validation.set_yscale("log")  # the RPSD distance is a few hundredths, the pixel L1 about 1
     validation.legend(fontsize="small")
     figure.suptitle(title)
     figure.text(0.01, -0.02, LOSS_NOTE, fontsize="small", wrap=True, va="top")

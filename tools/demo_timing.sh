@@ -15,6 +15,8 @@ run() {
     echo "$name: $(( $(date +%s) - start )) s, load at the end $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/times.txt"
 }
 
+# Idle means idle: wait for the load average of earlier work to decay first.
+while awk '{exit !($1 > 0.3)}' /proc/loadavg; do sleep 10; done
 run idle "$@"
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 for _ in $(seq "$HOGS"); do (while :; do :; done) & done

@@ -183,7 +183,8 @@ def evaluate_particles(args: argparse.Namespace) -> None:
     with StagedOutputDir(args.out) as out:
         write_json(out.path("metrics.json"), metrics)
         name = args.name or args.fake.resolve().parent.name
-        _write_plots(out, metrics, fake_images, raw_images, sim_images, name, f"{n} particles of {args.raw}")
+        _write_plots(out, metrics, fake_images, raw_images, sim_images, name,
+                     f"{n} particles of {args.raw.parent.name}/{args.raw.name}")
     log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
              metrics["classifier"]["auc"], metrics["classifier"]["auc_std"], metrics["classifier"]["repeats"],
              args.out / "metrics.json")
