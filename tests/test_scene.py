@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 
 import mrcfile
 import numpy as np
@@ -205,3 +206,17 @@ def test_a_rerun_with_fewer_micrographs_leaves_no_stale_files(tmp_path):
     left = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert left == ["clean_000.mrc", "coords_000.star", "ice_000.mrc", "mask_000.mrc", "micrograph_000.mrc",
                     "notes.txt", "scene.json"]
+
+
+@pytest.mark.parametrize("kind", ["loop", "fifo"])
+def test_an_output_that_is_a_symlink_loop_or_a_fifo_is_one_line(tmp_path, kind):
+    out = tmp_path / "out"
+    if kind == "loop":
+        out.symlink_to(out)
+    else:
+        os.mkfifo(out)
+    result = run_cli("scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:1", "--size", "64", "--pixel-size", "6",
+                     "--dose", "0", "--out", out)
+    expected = "leads nowhere" if kind == "loop" else "not a directory"
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and expected in errors[0] and "Traceback" not in result.stderr

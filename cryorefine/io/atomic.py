@@ -110,9 +110,14 @@ class StagedOutputDir:
 
     def __init__(self, out_dir: str | os.PathLike):
         self.out_dir = Path(out_dir)
+        if self.out_dir.is_symlink() and not self.out_dir.exists():
+            raise OutputError(self.out_dir, "is a symbolic link that leads nowhere (broken, or a loop)")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(self.out_dir, "exists and is not a directory")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(self.out_dir, f"cannot create the output folder ({describe_os_error(exc)})") from None
         for leftover in self.out_dir.glob(f"{STAGE_PREFIX}*"):
             log.warning("%s is left by an interrupted (or still running) run; it is never read, delete it once no run writes here", leftover)
         self._earlier = self._earlier_outputs()
