@@ -19,6 +19,15 @@ from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_pat
 MAX_PIXEL_MAGNITUDE = 1e15
 
 
+def _refuse_degenerate(path: Path, data: np.ndarray, what: str) -> None:
+    """Refuse what no detector or map gives: values beyond MAX_PIXEL_MAGNITUDE, or one value throughout."""
+    peak = float(np.abs(data).max())
+    if peak > MAX_PIXEL_MAGNITUDE:
+        raise InputError(path, f"{what} has values up to {peak:.3g}, beyond {MAX_PIXEL_MAGNITUDE:g}: absurdly scaled")
+    if data.min() == data.max():
+        raise InputError(path, f"{what} is constant ({float(data.flat[0]):g} everywhere): blank or damaged")
+
+
 def _open_mmap(path: Path):
     if not path.exists():
         raise InputError(path, "file not found")
@@ -52,11 +61,7 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         raise InputError(path, f"map must be cubic, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise InputError(path, "map contains NaN or Inf values")
-    if float(np.abs(data).max()) > MAX_PIXEL_MAGNITUDE:
-        raise InputError(path, f"map has values up to {float(np.abs(data).max()):.3g}, beyond {MAX_PIXEL_MAGNITUDE:g}: "
-                         "absurdly scaled")
-    if data.min() == data.max():
-        raise InputError(path, f"map is constant ({float(data.flat[0]):g} everywhere)")
+    _refuse_degenerate(path, data, "map")
     return data, voxel
 
 
@@ -157,13 +162,7 @@ class ParticleImages:
             image = _positioned_read(handle, index)
             if not np.isfinite(image).all():
                 raise InputError(path, f"image {index + 1} (particle {row + 1}) contains NaN or Inf")
-            peak = float(np.abs(image).max())
-            if peak > MAX_PIXEL_MAGNITUDE:
-                raise InputError(path, f"image {index + 1} (particle {row + 1}) has values up to {peak:.3g}, "
-                                 f"beyond {MAX_PIXEL_MAGNITUDE:g}: absurdly scaled")
-            if image.min() == image.max():
-                raise InputError(path, f"image {index + 1} (particle {row + 1}) is constant "
-                                 f"({float(image.flat[0]):g} everywhere): a blank or damaged image")
+            _refuse_degenerate(path, image, f"image {index + 1} (particle {row + 1})")
             out[k] = image
         return out
 
