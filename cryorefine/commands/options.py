@@ -12,6 +12,9 @@ import argparse
 import math
 from collections.abc import Callable
 
+from cryorefine.physics import ranges
+from cryorefine.physics.ranges import Range
+
 
 def _number(kind: type, text: str) -> float:
     try:
@@ -47,10 +50,19 @@ FINITE = _rule(float, what="a finite number")
 OPEN_FRACTION = _rule(float, 0, 1, low_open=True, high_open=True, what="between 0 and 1 (both excluded)")
 UNIT_INTERVAL = _rule(float, 0, 1, what="between 0 and 1")
 START_LEVEL = _rule(float, 0, 1, low_open=True, what="above 0 and at most 1")
-AMPLITUDE_CONTRAST = _rule(float, 0, 1, high_open=True, what="at least 0 and below 1")
-VOLTAGE = _rule(float, 1, 3000, what="from 1 to 3000 kV")
-SPHERICAL_ABERRATION = _rule(float, -100, 100, what="from -100 to 100 mm")
-BFACTOR = _rule(float, -1e4, 1e5, what="from -10000 to 100000 Å²")
+
+
+def _physical(accepted: Range, unit: str = "") -> Callable[[str], float]:
+    """The rule of a quantity the STAR reader checks too, from the same table (cryorefine.physics.ranges)."""
+    what = (f"at least {accepted.low:g} and below {accepted.high:g}" if accepted.high_open
+            else f"from {accepted.low:g} to {accepted.high:g}{unit}")
+    return _rule(float, accepted.low, accepted.high, high_open=accepted.high_open, what=what)
+
+
+AMPLITUDE_CONTRAST = _physical(ranges.AMPLITUDE_CONTRAST)
+VOLTAGE = _physical(ranges.VOLTAGE_KV, " kV")
+SPHERICAL_ABERRATION = _physical(ranges.SPHERICAL_ABERRATION_MM, " mm")
+BFACTOR = _physical(ranges.BFACTOR_A2, " Å²")
 BOX = _rule(int, 16, 4096, what="a whole number of pixels from 16 to 4096")
 TILE = _rule(int, 16, 8192, what="a whole number of pixels from 16 to 8192")
 DEPTH = _rule(int, 1, 8, what="a whole number from 1 to 8")

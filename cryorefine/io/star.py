@@ -17,6 +17,7 @@ import pandas as pd
 
 from cryorefine.errors import InputError, OutputError
 from cryorefine.io.atomic import atomic_write_text
+from cryorefine.physics import ranges
 
 # Columns that RELION 3.0 keeps per particle and 3.1+ keeps per optics group.
 OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast")
@@ -288,29 +289,29 @@ def particle_parameters(star: ParticleStar, require_pose: bool = True, require_c
     return params
 
 
-# What the forward model can use: outside these a CTF is NaN or meaningless (a negative voltage, an
-# amplitude contrast of 1 or more) or the value is far outside any microscope (a typo, a unit slip).
-# (column, field, lowest, highest, whether the highest itself is allowed)
+# (column, ParticleParameters field, accepted range) of the values the forward model uses.
 PHYSICAL_RANGES = (
-    ("rlnVoltage", "voltage", 1.0, 3000.0, True),  # kV
-    ("rlnSphericalAberration", "cs", -100.0, 100.0, True),  # mm
-    ("rlnAmplitudeContrast", "amplitude_contrast", 0.0, 1.0, False),
-    ("rlnImagePixelSize", "pixel_size", 1e-3, 1e3, True),  # Å
-    ("rlnCtfScalefactor", "ctf_scale", 0.0, 1e3, True),
-    ("rlnCtfBfactor", "bfactor", -1e4, 1e5, True),  # Å²
+    ("rlnVoltage", "voltage", ranges.VOLTAGE_KV),
+    ("rlnSphericalAberration", "cs", ranges.SPHERICAL_ABERRATION_MM),
+    ("rlnAmplitudeContrast", "amplitude_contrast", ranges.AMPLITUDE_CONTRAST),
+    ("rlnImagePixelSize", "pixel_size", ranges.PIXEL_SIZE_A),
+    ("rlnCtfScalefactor", "ctf_scale", ranges.CTF_SCALE),
+    ("rlnCtfBfactor", "bfactor", ranges.BFACTOR_A2),
 )
 CTF_RANGES = (("rlnDefocusU", "defocus_u"), ("rlnDefocusV", "defocus_v"))
 MAX_DEFOCUS_A = 1e6  # 100 µm
 
 
 def _check_physical_ranges(path: Path, params: ParticleParameters, require_ctf: bool) -> None:
-    for column, field, low, high, high_allowed in PHYSICAL_RANGES:
+    for column, field, accepted in PHYSICAL_RANGES:
         values = getattr(params, field)
-        fine = np.isfinite(values) & (values >= low) & ((values <= high) if high_allowed else (values < high))
+        below_high = (values < accepted.high) if accepted.high_open else (values <= accepted.high)
+        fine = np.isfinite(values) & (values >= accepted.low) & below_high
         if not fine.all():
             row = int(np.flatnonzero(~fine)[0])
-            bound = "]" if high_allowed else ")"
-            raise InputError(path, f"_{column} {values[row]:g} (particle {row + 1}) is outside [{low:g}, {high:g}{bound}")
+            bound = ")" if accepted.high_open else "]"
+            raise InputError(path, f"_{column} {values[row]:g} (particle {row + 1}) is outside "
+                             f"[{accepted.low:g}, {accepted.high:g}{bound}")
     if require_ctf:
         for column, field in CTF_RANGES:
             values = getattr(params, field)
