@@ -32,6 +32,7 @@ from cryorefine.io.star import (
 )
 from cryorefine.physics.forward import ForwardModel, prepare_map, rebox
 from cryorefine.physics.imaging import background_normalise, soft_circular_mask
+from cryorefine.physics.projection import random_poses
 from cryorefine.progress import track
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ def pose_check(simulator: "PairSimulator", rows: np.ndarray, raw: torch.Tensor, 
     rng = np.random.default_rng(seed)
     count = n * POSE_CHECK_POSES
     poses = simulator.params.subset(np.repeat(np.asarray(rows[:n]), POSE_CHECK_POSES))
-    poses.rot, poses.psi = rng.uniform(-180, 180, (2, count))
-    poses.tilt = np.degrees(np.arccos(rng.uniform(-1, 1, count)))
+    poses.rot, poses.tilt, poses.psi = random_poses(count, rng)
     random_sims = rebox(simulator.model.simulate(poses), simulator.box, simulator.resize_to)
     random = _pearson(raw[:n].repeat_interleave(POSE_CHECK_POSES, 0), random_sims).cpu().numpy()
     stated_median, random_median = float(np.median(stated[:n])), float(np.median(random))

@@ -17,9 +17,15 @@ zero plane in front of each axis and dropping the last row and column.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch_fourier_slice.volume_utils import compute_cube_face_averages, separable_sinc2_correction
+
+
+def random_poses(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Uniform random orientations: rot, psi uniform, cos(tilt) uniform in [−1, 1]."""
+    return (rng.uniform(0, 360, n), np.degrees(np.arccos(rng.uniform(-1, 1, n))), rng.uniform(0, 360, n))
 
 
 def relion_rotation_matrices(rot: torch.Tensor, tilt: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryorefine.scene.ice import IceConfig, thickness_map
-from cryorefine.scene.micrograph import PlacedParticles, form_image, particle_potential, random_poses
+from cryorefine.physics.projection import random_poses
+from cryorefine.scene.micrograph import PlacedParticles, form_image, particle_potential
 from cryorefine.scene.optics import Defocus, Optics
 from cryorefine.scene.placement import PLACEMENT_MODES, Region, place_chains, place_uniform
 from cryorefine.scene.species import Species

@@ -48,11 +48,6 @@ class PlacedParticles:
     psi: np.ndarray
 
 
-def random_poses(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform random orientations: rot, psi uniform, cos(tilt) uniform in [−1, 1]."""
-    return (rng.uniform(0, 360, n), np.degrees(np.arccos(rng.uniform(-1, 1, n))), rng.uniform(0, 360, n))
-
-
 def interaction_constant(voltage_kv: float) -> float:
     """σ (rad / (V·Å)), relativistic: 2π/(λV) · (m₀c² + eV)/(2m₀c² + eV)."""
     volts = voltage_kv * 1e3
