@@ -21,6 +21,8 @@ STAGE_PREFIX = ".cryorefine-partial-"
 # What the last published run wrote into an output folder: a rerun removes what it does not write
 # again, and never touches a file it did not write (a user's own files beside the outputs stay).
 OUTPUTS_MANIFEST = ".cryorefine-outputs.json"
+# The end of every refusal to publish a broken result (a NaN, an all-constant stack).
+NOT_PUBLISHED = "nothing was published and earlier outputs are left as they were"
 
 
 def describe_os_error(exc: OSError) -> str:
@@ -80,8 +82,7 @@ def write_json(path: Path, value) -> None:
     """JSON written atomically; a NaN or infinite number stops the run instead of being published."""
     bad = _first_non_finite(value)
     if bad is not None:
-        raise OutputError(path, f"{bad} came out NaN or infinite; nothing was published and earlier outputs are "
-                          "left as they were")
+        raise OutputError(path, f"{bad} came out NaN or infinite; {NOT_PUBLISHED}")
     atomic_write_text(path, json.dumps(value, indent=2) + "\n")
 
 

@@ -12,7 +12,7 @@ import mrcfile
 import numpy as np
 
 from cryorefine.errors import InputError, OutputError
-from cryorefine.io.atomic import describe_os_error
+from cryorefine.io.atomic import NOT_PUBLISHED, describe_os_error
 from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_path
 
 # Larger pixel values are a unit or format slip; squaring them (for a variance) overflows float32.
@@ -221,7 +221,7 @@ class StackWriter:
         finite = np.isfinite(images.reshape(len(images), -1)).all(1)
         if not finite.all():
             raise OutputError(self.path, f"image {start + int(np.flatnonzero(~finite)[0]) + 1} came out with NaN or "
-                              "Inf values; nothing was published and earlier outputs are left as they were")
+                              f"Inf values; {NOT_PUBLISHED}")
         self.handle.data[start : start + len(images)] = images
 
     def close(self, check: bool = False) -> None:
@@ -232,8 +232,7 @@ class StackWriter:
         self.handle.flush()
         self.handle.close()
         if degenerate:
-            raise OutputError(self.path, f"every image came out as the constant {value:g}; nothing was published "
-                              "and earlier outputs are left as they were")
+            raise OutputError(self.path, f"every image came out as the constant {value:g}; {NOT_PUBLISHED}")
 
     def __enter__(self) -> "StackWriter":
         return self
@@ -245,8 +244,7 @@ class StackWriter:
 def write_map(path: str | os.PathLike, volume: np.ndarray, voxel_size: float) -> None:
     """An MRC map or micrograph; a NaN or infinite value stops the run instead of being published."""
     if not np.isfinite(volume).all():
-        raise OutputError(path, "came out with NaN or Inf values; nothing was published and earlier outputs are "
-                          "left as they were")
+        raise OutputError(path, f"came out with NaN or Inf values; {NOT_PUBLISHED}")
     with mrcfile.new(path, overwrite=True) as handle:
         handle.set_data(np.asarray(volume, dtype=np.float32))
         handle.voxel_size = voxel_size

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cryorefine.errors import InputError, OutputError
-from cryorefine.io.atomic import atomic_write_text
+from cryorefine.io.atomic import NOT_PUBLISHED, atomic_write_text
 from cryorefine.physics import ranges
 
 # Columns that RELION 3.0 keeps per particle and 3.1+ keeps per optics group.
@@ -428,8 +428,7 @@ def write_star(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None
             values = table[column].to_numpy()
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
-                raise OutputError(path, f"{name} column _{column} came out NaN or infinite (row {row}); nothing was "
-                                  "published and earlier outputs are left as they were")
+                raise OutputError(path, f"{name} column _{column} came out NaN or infinite (row {row}); {NOT_PUBLISHED}")
     atomic_write_text(Path(path), "\n" + "".join(f"# version 30001\n\n{format_table(name, table)}"
                                                   for name, table in tables.items()))
 
