@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cryorefine.errors import CryorefineError
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.io.mrc import StackWriter, write_map
-from cryorefine.io.star import particle_parameters, read_particle_star, write_particle_star
+from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.physics.forward import ForwardModel
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def synthetic_particles(folder: Path, n: int, box: int, pixel_size: float = 1.5,
                            "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2]})
     defocus = rng.uniform(8000, 25000, n)
     particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+        "rlnImageName": [f"{i + 1:06d}@{stack_reference(folder / 'particles.mrcs')}" for i in range(n)],
         "rlnAngleRot": rng.uniform(-180, 180, n), "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
         "rlnAnglePsi": rng.uniform(-180, 180, n), "rlnOriginXAngst": rng.uniform(-5, 5, n),
         "rlnOriginYAngst": rng.uniform(-5, 5, n), "rlnDefocusU": defocus, "rlnDefocusV": defocus - rng.uniform(-800, 800, n),

@@ -34,7 +34,7 @@ from scipy.spatial.transform import Rotation
 from cryorefine.demo_settings import DATA_KINDS, DemoConfig, RealismEffects
 from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
-from cryorefine.io.star import particle_parameters, read_particle_star, write_particle_star
+from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.physics.projection import relion_rotation_matrices
 
@@ -109,7 +109,7 @@ def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "r
     optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = 1, "opticsGroup1"
     defocus_u = rng.uniform(10000, 25000, n)
     particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
+        "rlnImageName": [f"{i + 1:06d}@{stack_reference(folder / 'particles.mrcs')}" for i in range(n)],
         "rlnAngleRot": rng.uniform(-180, 180, n),
         "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
         "rlnAnglePsi": rng.uniform(-180, 180, n),

@@ -25,9 +25,9 @@ from cryorefine.io.star import (
     CORRELATION_COLUMN,
     ParticleStar,
     check_optics_supported,
-    image_path_prefix,
     particle_parameters,
     read_particle_star,
+    stack_reference,
     write_particle_star,
 )
 from cryorefine.physics.forward import ForwardModel, prepare_map, rebox
@@ -279,9 +279,9 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
                 sim_out.data[start : start + 1024] *= row_scale[start : start + 1024, None, None]
         simulator.close()
 
-        prefix = image_path_prefix(config.out, config.project_dir)
         for name in ("raw", "sim"):
-            optics, particles = output_tables(star, rows, f"{prefix}{name}.mrcs", target_box, target_pixel, correlations)
+            stack = stack_reference(Path(config.out) / f"{name}.mrcs", config.project_dir)
+            optics, particles = output_tables(star, rows, stack, target_box, target_pixel, correlations)
             write_particle_star(staged.path(f"{name}.star"), optics, particles)
         summary = SimulateSummary(
             particles=len(rows),

@@ -8,7 +8,7 @@ Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
 - CTF: both keep defocus U/V in Å and the angle of the U axis from the X axis;
   Scipion standardises to defocusU >= defocusV and 0 <= angle < 180.
 
-Only Scipion's own stack (numpy, mrcfile, emtable, pwem) is used here.
+Scipion's own stack (numpy, mrcfile, emtable, pwem) and the engine's torch-free STAR path rules.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -34,6 +35,7 @@ from pwem.objects import (
     Transform,
 )
 
+from cryorefine.io.star import locate_stack, stack_reference
 from cryorefine_scipion.constants import (
     SCENE_COORDINATES,
     SCENE_DESCRIPTION,
@@ -124,12 +126,12 @@ def _optics_key(acquisition: Acquisition) -> tuple[float, float, float]:
 def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: bool = True) -> int:
     """Write a SetOfParticles (CTF required, 3D alignment when `with_pose`) as a RELION 3.1 STAR file.
 
-    Image paths are written relative to the STAR file's folder; each row keeps the Scipion
-    id in rlnImageId so results can be matched back. Returns the number of rows.
+    Image paths are written as RELION reads them, relative to the current directory (the Scipion
+    project folder, where protocols run); each row keeps the Scipion id in rlnImageId so results
+    can be matched back. Returns the number of rows.
     """
     pixel_size = float(particles.getSamplingRate())
     box = int(particles.getXDim())
-    star_dir = os.path.dirname(os.path.abspath(star_path))
     groups: dict[tuple[float, float, float], int] = {}
     labels = ["rlnImageName", SOURCE_ID_LABEL]
     if with_pose:
@@ -141,7 +143,7 @@ def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: b
 
     for particle in particles.iterItems(orderBy="id"):
         index, filename = particle.getLocation()
-        stack = os.path.relpath(os.path.abspath(filename), star_dir)
+        stack = stack_reference(filename)
         ctf = particle.getCTF()
         group = groups.setdefault(_optics_key(particle.getAcquisition()), len(groups) + 1)
         row = [f"{index or 1:06d}@{stack}", int(particle.getObjId())]
@@ -189,14 +191,9 @@ def read_particles_star(star_path: str) -> StarParticles:
 
 
 def _image_location(image_name: str, star_path: str) -> tuple[int, str]:
-    """(1-based index, path relative to the working directory) of a `N@stack` name.
-
-    The engine writes stacks relative to the STAR file's folder.
-    """
+    """(1-based index, path relative to the working directory) of a `N@stack` name, found by the engine's rule."""
     number, _, stack = image_name.partition("@")
-    beside_star = os.path.join(os.path.dirname(star_path), stack)
-    path = beside_star if os.path.exists(beside_star) else stack
-    return int(number), os.path.relpath(path)
+    return int(number), os.path.relpath(locate_stack(stack, Path(star_path)).path)
 
 
 def _set_correlation(particle: Particle, row) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from cryorefine.errors import InputError
 from cryorefine.io.atomic import atomic_write_text
-from cryorefine.io.star import read_coordinate_star, read_star_tables, write_star
+from cryorefine.io.star import read_coordinate_star, read_star_tables, stack_reference, write_star
 from relion_external.nodes import NodeKind, OutputNode, RelionVersion
 
 MICROGRAPHS_STAR = "micrographs.star"
@@ -49,7 +49,8 @@ def write_micrograph_nodes(job_dir: Path, scene_dir: Path, micrograph_dir: Path,
     description = json.loads((scene_dir / SCENE_DESCRIPTION).read_text())
     config, optics = description["config"], description["config"]["optics"]
     count = len(description["micrographs"])
-    names = [str(micrograph_dir / template.format(index)) for index in range(count)]
+    # Named as RELION reads them: relative to the project folder (the current directory).
+    names = [stack_reference(micrograph_dir / template.format(index)) for index in range(count)]
     coordinates = [str(Path(name).with_suffix("")) + COORDINATE_SUFFIX for name in names]
     for index, path in enumerate(coordinates):
         table = read_coordinate_star(scene_dir / SCENE_COORDINATES.format(index))

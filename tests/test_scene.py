@@ -220,3 +220,28 @@ def test_an_output_that_is_a_symlink_loop_or_a_fifo_is_one_line(tmp_path, kind):
     expected = "leads nowhere" if kind == "loop" else "not a directory"
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode == 2 and len(errors) == 1 and expected in errors[0] and "Traceback" not in result.stderr
+
+
+def test_a_full_disk_during_scene_names_the_file_and_keeps_the_earlier_scene(tmp_path):
+    """RLIMIT_FSIZE makes writes fail as a full disk or quota would; the message used to name no file."""
+    import resource
+    import subprocess
+    import sys
+
+    out = tmp_path / "scene"
+    base = ["scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:2", "--size", "96", "--pixel-size", "6",
+            "--dose", "0", "--mtf", "none", "--seed", "1", "--out", out]
+    assert run_cli(*base).returncode == 0
+    earlier = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    limit = 100_000  # a 256² float32 micrograph is 262 kB
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run([sys.executable, "-m", "cryorefine.cli", *map(str, base), "--size", "256"],
+                            capture_output=True, text=True, preexec_fn=small_files)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "micrograph_000.mrc: could not write (file too large" in errors[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == earlier
+    assert not list(out.glob(".cryorefine-partial-*"))

@@ -111,7 +111,9 @@ def test_apply_keeps_metadata_and_changes_only_image_names(pairs, model, tmp_pat
     out = tmp_path / "out"
     run("apply", "--model", model, "--particles", pairs / "sim.star", "--out", out, "--noise", noise, "--batch-size", 7)
     source, written = read_particle_star(pairs / "sim.star"), read_particle_star(out / "particles.star")
-    assert list(written.particles["rlnImageName"]) == [f"{i + 1:06d}@particles.mrcs" for i in range(len(source))]
+    # RELION's rule: relative to the current directory, absolute for an output outside it (tmp_path here).
+    stack = str((out / "particles.mrcs").resolve())
+    assert list(written.particles["rlnImageName"]) == [f"{i + 1:06d}@{stack}" for i in range(len(source))]
     assert written.particles.drop(columns="rlnImageName").equals(source.particles.drop(columns="rlnImageName"))
     assert written.optics.equals(source.optics)
     images, sim = read_stack(out / "particles.mrcs"), read_stack(pairs / "sim.mrcs")

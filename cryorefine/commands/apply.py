@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.gan.config import NOISE_CHOICES
 
@@ -31,14 +32,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64,
                         help="particles refined at once; lower it if memory runs out (default 64)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
-    parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
+    add_project_dir(parser)
 
 
 def main(args: argparse.Namespace) -> None:
     from cryorefine.gan.inference import Refiner
     from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import ParticleImages, StackWriter
-    from cryorefine.io.star import image_path_prefix, particle_keys, read_particle_star, write_particle_star
+    from cryorefine.io.star import particle_keys, read_particle_star, stack_reference, write_particle_star
     from cryorefine.progress import track
 
     refuse_output_over_inputs(args.out, files=[args.particles], folders=[args.model])
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> None:
     images = ParticleImages(star, args.project_dir)
     refiner.check_box(images.box, args.particles)
     pixel_size = float(star.optics["rlnImagePixelSize"].astype(float).iloc[0])
-    prefix = image_path_prefix(args.out, args.project_dir)
+    stack = stack_reference(args.out / "particles.mrcs", args.project_dir)
     n = len(star)
     keys = particle_keys(star.particles)
     if args.noise == "residual":
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace) -> None:
                     rows = np.arange(start, min(start + args.batch_size, n))
                     writer.write(start, refiner(images.read(rows), [keys[i] for i in rows]))
             particles = star.particles.copy()
-            particles["rlnImageName"] = [f"{i + 1:06d}@{prefix}particles.mrcs" for i in range(n)]
+            particles["rlnImageName"] = [f"{i + 1:06d}@{stack}" for i in range(n)]
             write_particle_star(staged.path("particles.star"), star.optics, particles)
     finally:
         images.close()

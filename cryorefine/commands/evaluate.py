@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
                                        PickerConfig)
@@ -72,7 +73,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classifier-repeats", type=int, default=ClassifierConfig.repeats, metavar="N",
                         help="classifier tests per set, each with its own seed, split and network; the AUC is "
                         "reported as mean ± std (default %(default)s)")
-    parser.add_argument("--project-dir", type=Path, help="folder the stack paths in the STAR files are relative to")
+    add_project_dir(parser)
     micrographs = parser.add_argument_group("micrographs")
     micrographs.add_argument("--micrographs", nargs="+", metavar="NAME=DIR", help="micrograph sets to score")
     micrographs.add_argument("--real", nargs="+", type=Path, help="real micrograph(s) the translators trained on")

@@ -19,6 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.gan.config import NOISE_CHOICES
 
@@ -47,7 +48,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particles generated at once; lower it if memory runs out (default 64)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
-    parser.add_argument("--project-dir", type=Path, help="write image paths relative to this RELION project folder")
+    add_project_dir(parser)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -57,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.generate import draw_particles, fit_sim_scale
     from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import StackWriter
-    from cryorefine.io.star import (ParticleStar, image_path_prefix, particle_parameters, read_particle_star,
+    from cryorefine.io.star import (ParticleStar, particle_parameters, read_particle_star, stack_reference,
                                     write_particle_star)
     from cryorefine.physics.forward import ForwardModel
     from cryorefine.progress import track
@@ -84,7 +85,6 @@ def main(args: argparse.Namespace) -> None:
     if not (row_scale > 0).any():
         raise InputError(args.like, "the map's projections do not correlate with these images (scale <= 0)")
 
-    prefix = image_path_prefix(args.out, args.project_dir)
     with StagedOutputDir(args.out) as staged:
         with StackWriter(staged.path("particles.mrcs"), args.n, box, pixel) as noisy_out, \
                 StackWriter(staged.path("clean.mrcs"), args.n, box, pixel) as clean_out:
@@ -95,6 +95,7 @@ def main(args: argparse.Namespace) -> None:
                 noisy_out.write(start, refiner(clean))
         for name in ("particles", "clean"):
             table = particles.copy()
-            table.insert(0, "rlnImageName", [f"{i + 1:06d}@{prefix}{name}.mrcs" for i in range(args.n)])
+            stack = stack_reference(args.out / f"{name}.mrcs", args.project_dir)
+            table.insert(0, "rlnImageName", [f"{i + 1:06d}@{stack}" for i in range(args.n)])
             write_particle_star(staged.path(f"{name}.star"), optics, table)
     log.info("generated %d particles (%s poses, %s noise) in %s", args.n, args.poses, args.noise, args.out)

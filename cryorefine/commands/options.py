@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from cryorefine.physics import ranges
 from cryorefine.physics.ranges import Range
@@ -110,3 +111,10 @@ def check_every_number(parser: argparse.ArgumentParser) -> None:
                 raise KeyError(f"{prog} {action.option_strings[-1]}: no {action.type.__name__} range rule in "
                                "cryorefine.commands.options")
             action.type = rule
+
+
+def add_project_dir(parser: argparse.ArgumentParser) -> None:
+    """--project-dir, the same for every command that reads or writes particle STAR files."""
+    parser.add_argument("--project-dir", type=Path, metavar="DIR",
+                        help="RELION project folder (default: the current directory): image paths in STAR files are "
+                        "read and written relative to it, as RELION reads them (absolute for outputs outside it)")

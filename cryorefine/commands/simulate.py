@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,7 @@ def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.add_argument("--mask-diameter", type=float, help="soft circular mask diameter in Å (default: 75%% of the box)")
     parser.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF")
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
-    parser.add_argument("--project-dir", type=Path,
-                        help="RELION project folder: input image paths are relative to it, and written ones will be")
+    add_project_dir(parser)
     parser.add_argument("--ignore-aberrations", action="store_true",
                         help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification")
 

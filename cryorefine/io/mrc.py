@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import warnings
 from collections import OrderedDict
@@ -13,7 +14,9 @@ import numpy as np
 
 from cryorefine.errors import InputError, OutputError
 from cryorefine.io.atomic import NOT_PUBLISHED, describe_os_error
-from cryorefine.io.star import ParticleStar, parse_image_name, resolve_stack_path
+from cryorefine.io.star import ParticleStar, StackLocation, locate_stack, parse_image_name
+
+log = logging.getLogger(__name__)
 
 # Larger pixel values are a unit or format slip; squaring them (for a variance) overflows float32.
 MAX_PIXEL_MAGNITUDE = 1e15
@@ -115,8 +118,9 @@ class ParticleImages:
         self.star = star
         self.project_dir = Path(project_dir) if project_dir else None
         names, self.indices = parse_image_name(star)
-        self._stack_of_name: dict[str, Path] = {}
+        self._stack_of_name: dict[str, StackLocation] = {}
         self.stack_paths = np.array([self._resolve(name) for name in names], dtype=object)
+        self._say_how_stacks_were_found()
         self._open: OrderedDict[Path, object] = OrderedDict()
         self.max_open = max_open
         first = self._handle(self.stack_paths[0])
@@ -127,8 +131,22 @@ class ParticleImages:
 
     def _resolve(self, name: str) -> Path:
         if name not in self._stack_of_name:
-            self._stack_of_name[name] = resolve_stack_path(name, self.star.path, self.project_dir)
-        return self._stack_of_name[name]
+            self._stack_of_name[name] = locate_stack(name, self.star.path, self.project_dir)
+        return self._stack_of_name[name].path
+
+    def _say_how_stacks_were_found(self) -> None:
+        """One line when a stack was not taken by RELION's rule, or when another file of the same name exists."""
+        found = self._stack_of_name
+        where = f"the project folder {self.project_dir}" if self.project_dir else "the current directory"
+        ambiguous = [(name, found[name]) for name in found if found[name].other is not None]
+        if ambiguous:
+            name, location = ambiguous[0]
+            log.warning("%s: %d image stack name(s) match two files; took the one RELION reads, relative to %s "
+                        "(e.g. %s, not %s)", self.star.path, len(ambiguous), where, location.path, location.other)
+        beside = [name for name in found if not found[name].relion_rule]
+        if beside:
+            log.info("%s: %d of %d image stacks found relative to the STAR file's folder, not %s as RELION "
+                     "reads them (e.g. %s)", self.star.path, len(beside), len(found), where, found[beside[0]].path)
 
     def _handle(self, path: Path):
         if path in self._open:
@@ -245,6 +263,9 @@ def write_map(path: str | os.PathLike, volume: np.ndarray, voxel_size: float) ->
     """An MRC map or micrograph; a NaN or infinite value stops the run instead of being published."""
     if not np.isfinite(volume).all():
         raise OutputError(path, f"came out with NaN or Inf values; {NOT_PUBLISHED}")
-    with mrcfile.new(path, overwrite=True) as handle:
-        handle.set_data(np.asarray(volume, dtype=np.float32))
-        handle.voxel_size = voxel_size
+    try:
+        with mrcfile.new(path, overwrite=True) as handle:
+            handle.set_data(np.asarray(volume, dtype=np.float32))
+            handle.voxel_size = voxel_size
+    except OSError as exc:  # mrcfile's flush names no file: a full disk would be a bare "No space left"
+        raise OutputError(path, f"could not write ({describe_os_error(exc)}); {NOT_PUBLISHED}") from None

@@ -374,31 +374,47 @@ def parse_image_name(star: ParticleStar) -> tuple[np.ndarray, np.ndarray]:
     return stacks, indices
 
 
-def resolve_stack_path(stack: str, star_path: Path, project_dir: Path | None) -> Path:
-    """Find a stack named in a STAR file: project dir, cwd, the STAR's folder or its parents."""
-    candidates = []
-    if project_dir is not None:
-        candidates.append(project_dir / stack)
-    candidates.append(Path(stack))
+@dataclass(frozen=True)
+class StackLocation:
+    """Where a stack named in a STAR file was found, and by which rule.
+
+    `relion_rule` is True when it is the file RELION reads (the name relative to the project
+    folder); `other` is a different file of the same name that another rule would have taken."""
+
+    path: Path
+    relion_rule: bool
+    other: Path | None = None
+
+
+def locate_stack(stack: str, star_path: Path, project_dir: str | os.PathLike | None = None) -> StackLocation:
+    """Find a stack named in a STAR file by RELION's rule first: relative to the project folder
+    (`project_dir`, else the current directory), as RELION reads rlnImageName. Only when that file
+    does not exist, the STAR file's folder and its parents (files written by other tools, or a
+    moved folder) are tried; the caller says so, and says which it took when both exist."""
+    primary = Path(project_dir or ".") / stack
     folder = star_path.resolve().parent
-    for parent in (folder, *folder.parents[:3]):
-        candidates.append(parent / stack)
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(star_path, f"image stack {stack!r} not found (looked relative to the project, "
-                     "the current directory and the STAR file's folder)")
+    fallbacks = [parent / stack for parent in (folder, *folder.parents[:3])]
+    if primary.is_file():
+        mine = primary.resolve()
+        other = next((c for c in fallbacks if c.is_file() and c.resolve() != mine), None)
+        return StackLocation(primary, True, other)
+    found = next((c for c in fallbacks if c.is_file()), None)
+    if found is None:
+        raise InputError(star_path, f"image stack {stack!r} not found (looked relative to "
+                         f"{'the project folder' if project_dir else 'the current directory'}, as RELION does, "
+                         "and to the STAR file's folder)")
+    return StackLocation(found, False)
 
 
-def image_path_prefix(out_dir: str | os.PathLike, project_dir: str | os.PathLike | None) -> str:
-    """Prefix for rlnImageName: none (relative to the STAR's folder) or the output folder inside a RELION project."""
-    if project_dir is None:
-        return ""
-    out, project = Path(out_dir).resolve(), Path(project_dir).resolve()
-    if not out.is_relative_to(project):
-        raise InputError(out_dir, f"output folder is not inside the project directory {project}")
-    relative = out.relative_to(project)
-    return "" if str(relative) == "." else f"{relative}/"
+def stack_reference(stack: str | os.PathLike, project_dir: str | os.PathLike | None = None) -> str:
+    """How a STAR file we write names `stack`, so that RELION run from the project folder reads exactly it.
+
+    RELION reads rlnImageName relative to its current directory (the project folder): the name is
+    relative to `project_dir` (else the current directory) when the stack lies inside it, absolute
+    otherwise. Never relative to the STAR's own folder, which RELION ignores."""
+    project = Path(project_dir or ".").resolve()
+    target = Path(stack).resolve()
+    return target.relative_to(project).as_posix() if target.is_relative_to(project) else str(target)
 
 
 def _format_value(value) -> str:
