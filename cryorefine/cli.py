@@ -28,6 +28,8 @@ on bundled data."""
 COMMANDS = ("simulate", "train", "apply", "generate", "evaluate", "demo", "bench", "scene", "translate")
 
 log = logging.getLogger("cryorefine")
+OUT_OF_MEMORY = ("out of memory; lower --batch-size (or the box, micrograph or tile size); "
+                 "nothing was published and earlier outputs are left as they were")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,6 +89,14 @@ def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
     except CryorefineError as exc:
         one_line = " ".join(str(exc).splitlines())  # a message quoting a parser's text may span lines
         print(f"cryorefine {args.command}: error: {one_line}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"cryorefine {args.command}: error: {OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch's allocators raise RuntimeError (CUDA: OutOfMemoryError, a subclass)
+        if not any(words in str(exc) for words in ("out of memory", "can't allocate memory")):
+            raise
+        print(f"cryorefine {args.command}: error: {OUT_OF_MEMORY}", file=sys.stderr)
         return 2
     except OSError as exc:
         problem = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))

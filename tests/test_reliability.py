@@ -47,8 +47,9 @@ def base(tmp_path_factory) -> Path:
     clean = ForwardModel(volume, 2.0).simulate(particle_parameters(read_particle_star(star))).numpy()
     noisy = 3 * clean / clean.std() + np.random.default_rng(1).normal(size=clean.shape)
     write_dataset(root / "in", volume, 2.0, *tables, noisy.astype(np.float32))
+    # Image names relative to root, as in a RELION project: a copy of the whole folder reads its own stacks.
     assert cli.main(["simulate", "--particles", str(star), "--map", str(root / "in/map.mrc"), "--out",
-                     str(root / "simulated"), "--device", "cpu"]) == 0
+                     str(root / "simulated"), "--device", "cpu", "--project-dir", str(root)]) == 0
     make_pairs(root / "pairs", n=12, box=32)
     assert cli.main(["train", "--pairs", str(root / "pairs"), "--out", str(root / "model"), "--steps", "2",
                      "--device", "cpu", "--log-every", "2", "--checkpoint-every", "2", *TINY]) == 0
@@ -61,7 +62,7 @@ def _command(name: str, d: Path) -> list:
         "apply": ["apply", "--model", d / "model", "--particles", d / "pairs/sim.star", "--out", d / "out",
                   "--noise", "gaussian", "--device", "cpu"],
         "generate": ["generate", "--model", d / "model", "--map", d / "in/map.mrc", "--like", d / "simulated/raw.star",
-                     "--n", "4", "--out", d / "out", "--noise", "gaussian", "--device", "cpu"],
+                     "--n", "4", "--out", d / "out", "--noise", "gaussian", "--device", "cpu", "--project-dir", d],
         "evaluate": ["evaluate", "--fake", d / "pairs/sim.star", "--raw", d / "pairs/raw.star", "--out", d / "out",
                      "--classifier-steps", "2"],
         "train": ["train", "--pairs", d / "pairs", "--out", d / "out", "--steps", "1", "--device", "cpu", *TINY],
@@ -364,7 +365,7 @@ def test_output_killed_half_way_keeps_the_earlier_output_and_a_rerun_completes(b
         if name.endswith(".mrcs"):
             assert np.array_equal(read_stack(out / name), read_stack(reference / name)), name
         else:
-            assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+            assert _published_bytes(out / name, out) == _published_bytes(reference / name, reference), name
 
 
 def _limit_file_size(limit: int):
@@ -436,9 +437,15 @@ def _digests(folder: Path) -> dict[str, str]:
             if p.is_file() and not p.name.startswith(".")}
 
 
+def _published_bytes(path: Path, folder: Path) -> bytes:
+    """A file's bytes with its output folder's own path (which STAR image names hold) written as OUT."""
+    return path.read_bytes().replace(str(folder.resolve()).encode(), b"OUT")
+
+
 def _outputs(folder: Path) -> dict[str, str]:
     """Digests of STAR and JSON bytes and of stack data (an MRC header holds its creation time)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(read_stack(p).tobytes() if p.suffix == ".mrcs" else p.read_bytes()).hexdigest()
+    return {str(p.relative_to(folder)): hashlib.sha256(read_stack(p).tobytes() if p.suffix == ".mrcs"
+                                                       else _published_bytes(p, folder)).hexdigest()
             for p in sorted(folder.rglob("*"))
             if p.is_file() and p.suffix in (".star", ".mrcs", ".json") and p.name != "summary.json"}
 

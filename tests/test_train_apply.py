@@ -208,8 +208,9 @@ def test_generate_writes_particles_with_ground_truth(simulated_pairs, tmp_path, 
     star, clean_star = read_particle_star(out / "particles.star"), read_particle_star(out / "clean.star")
     noisy, clean = read_stack(out / "particles.mrcs"), read_stack(out / "clean.mrcs")
     assert len(star) == len(clean_star) == 20 and noisy.shape == clean.shape == (20, 32, 32)
-    assert list(star.particles["rlnImageName"])[:2] == ["000001@particles.mrcs", "000002@particles.mrcs"]
-    assert list(clean_star.particles["rlnImageName"])[-1] == "000020@clean.mrcs"
+    folder = out.resolve()  # outside the current directory: absolute names, as RELION reads them
+    assert list(star.particles["rlnImageName"])[:2] == [f"00000{i}@{folder}/particles.mrcs" for i in (1, 2)]
+    assert list(clean_star.particles["rlnImageName"])[-1] == f"000020@{folder}/clean.mrcs"
     assert star.optics.drop(columns="rlnImageSize").equals(like.optics.drop(columns="rlnImageSize"))
     # CTFs are rows of the like file; poses are too with --poses like.
     assert set(star.particles["rlnDefocusU"]) <= set(like.particles["rlnDefocusU"])

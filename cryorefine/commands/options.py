@@ -45,8 +45,11 @@ def _rule(kind: type, low: float | None = None, high: float | None = None, low_o
 COUNT = _rule(int, 1, what="a whole number of at least 1")
 NON_NEGATIVE_INT = _rule(int, 0, what="a whole number of at least 0")
 SEED = _rule(int, 0, 2**32 - 1, what="a whole number from 0 to 2^32 - 1")
-POSITIVE = _rule(float, 0, low_open=True, what="a number above 0")
-NON_NEGATIVE = _rule(float, 0, what="a number of at least 0")
+# No physical setting, weight or size of ours is near this; beyond it torch's float32 overflows.
+LARGEST = 1e15
+POSITIVE = _rule(float, 0, LARGEST, low_open=True, what=f"a number above 0 and at most {LARGEST:g}")
+NON_NEGATIVE = _rule(float, 0, LARGEST, what=f"a number from 0 to {LARGEST:g}")
+LEARNING_RATE = _rule(float, 0, 1, low_open=True, what="above 0 and at most 1")
 OPEN_FRACTION = _rule(float, 0, 1, low_open=True, high_open=True, what="between 0 and 1 (both excluded)")
 UNIT_INTERVAL = _rule(float, 0, 1, what="between 0 and 1")
 START_LEVEL = _rule(float, 0, 1, low_open=True, what="above 0 and at most 1")
@@ -73,7 +76,7 @@ RULES: dict[str, Callable[[str], float]] = {
     "threads": COUNT, "seed": SEED, "batch_size": COUNT, "steps": COUNT, "particles": COUNT, "n": COUNT,
     "box": BOX, "pixel_size": POSITIVE, "map_pixel_size": POSITIVE, "bfactor": BFACTOR, "mask_diameter": POSITIVE,
     "max_particles": COUNT, "num_workers": NON_NEGATIVE_INT,
-    "lr_generator": POSITIVE, "lr_discriminator": POSITIVE, "validation_fraction": OPEN_FRACTION,
+    "lr_generator": LEARNING_RATE, "lr_discriminator": LEARNING_RATE, "validation_fraction": OPEN_FRACTION,
     "log_every": COUNT, "checkpoint_every": COUNT, "physical_lr_factor": POSITIVE,
     "lambda_gan": NON_NEGATIVE, "lambda_l1": NON_NEGATIVE, "lambda_rpsd": NON_NEGATIVE,
     "lambda_histogram": NON_NEGATIVE, "lambda_nce": NON_NEGATIVE, "lambda_cycle": NON_NEGATIVE,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from cryorefine.commands.simulate import add_simulation_args
 from cryorefine.errors import InputError
 from cryorefine.gan.config import NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
+from cryorefine.threads import allowed_cores
 
 if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
     import torch
@@ -146,6 +147,10 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
     from cryorefine.io.atomic import write_json
 
+    cores, limit = allowed_cores()
+    if args.num_workers > cores:  # each worker is a process: thousands of them would never start
+        raise InputError(None, f"--num-workers {args.num_workers} is more than the {cores} cores this process "
+                         f"may use ({limit}); use at most that many loader processes")
     model_config, loss_config, train_config = _configs(args)
     distributed = Distributed.from_environment()
     device = resolve_device(args.device, distributed.local_rank)
