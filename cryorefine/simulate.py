@@ -151,7 +151,7 @@ def load_map(path: Path, pixel: float, box: int, override: float | None) -> np.n
         raise InputError(path, "map header has no voxel size; give --map-pixel-size")
     ratio = voxel / pixel
     if not 0.2 <= ratio <= 5.0:
-        raise InputError(path, f"pixel size mismatch: map {voxel:.3f} Å/px vs particles {pixel:.3f} Å/px")
+        raise InputError(path, f"pixel size mismatch: map {voxel:.4g} Å/px vs particles {pixel:.4g} Å/px")
     if not np.any(volume):
         raise InputError(path, "map is all zeros")
     return prepare_map(volume, voxel, pixel, box)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import tempfile
 from pathlib import Path
 
 import mrcfile
@@ -162,3 +163,107 @@ def test_simulate_with_any_pixel_value(dataset, value, where, capsys):
     particles["rlnImageName"] = [f"{i + 1:06d}@particles.mrcs" for i in range(len(particles))]
     write_particle_star(case / "particles.star", star.optics, particles)
     _check_simulate(dataset, capsys)
+
+
+# ---------------------------------------------------------------- the other commands, end to end
+
+TINY_GAN = ["--base-channels", "4", "--depth", "2", "--batch-size", "4", "--log-every", "2",
+            "--checkpoint-every", "2", "--steps", "2"]
+# A valid run of each command; the option under test is appended (argparse keeps the last value).
+END_TO_END = {
+    "train": ["train", "--pairs", "{root}/pairs", "--device", "cpu", *TINY_GAN],
+    "apply": ["apply", "--model", "{root}/model", "--particles", "{root}/pairs/sim.star", "--device", "cpu"],
+    "generate": ["generate", "--model", "{root}/model", "--map", "{root}/in/map.mrc", "--like", "{root}/pairs/raw.star",
+                 "--n", "3", "--device", "cpu"],
+    "scene": ["scene", "--species", "{root}/scene_map.mrc:3", "--size", "96", "--pixel-size", "4.0032",
+              "--min-separation", "60"],
+    "translate train": ["translate", "train", "--scenes", "{root}/scenes", "--real", "{real}", "--steps", "2",
+                        "--tile", "32", "--base-channels", "4", "--depth", "2", "--batch-size", "2"],
+    "translate apply": ["translate", "apply", "--baseline", "coloured", "--real", "{real}", "--scenes",
+                        "{root}/scenes", "--tile", "64", "--margin", "8"],
+}
+# Options whose value multiplies the work (or memory) of a run: drawn from small values here, so
+# the test stays a test; their whole range is drawn at parse time above.
+SCALES_THE_WORK = {"--steps", "--n", "--n-micrographs", "--sampling-steps", "--base-channels", "--size",
+                   "--noise-channels", "--batch-size", "--chain-length", "--num-workers", "--threads"}
+EDGE_TEXT = {int: ["0", "1", "2", "3", "16", "17", "64", "4096", "8192", "2147483647", "4294967295"],
+             float: ["0", "1e-300", "1e-6", "0.5", "1", "2.7", "300", "1e6", "1e15", "-1", "-1e4", "1e300"]}
+
+
+def _end_to_end_cases() -> list[tuple[str, str, str]]:
+    cases = []
+    for prog, action in numeric_actions(cli.build_parser()):
+        command, flag = prog.removeprefix("cryorefine "), action.option_strings[-1]
+        if command not in END_TO_END:
+            continue
+        for text in EDGE_TEXT[action.type.kind]:
+            if flag in SCALES_THE_WORK and action.type.kind(text) > 17:
+                continue
+            try:
+                action.type(text)
+            except Exception:  # refused at parse time: covered by test_a_number_is_accepted_only_in_range_else_one_line
+                continue
+            cases.append((command, flag, text))
+    return cases
+
+
+END_TO_END_CASES = _end_to_end_cases()
+
+
+@pytest.fixture(scope="module")
+def heavy(dataset, tmp_path_factory) -> Path:
+    """Pairs, a tiny model and a two-micrograph scene beside `dataset`, and an earlier output of each command."""
+    from conftest import REAL_MICROGRAPH, TRPV1
+
+    root = dataset
+    assert cli.main(["train", "--pairs", str(root / "out"), "--out", str(root / "model"), "--device", "cpu",
+                     *TINY_GAN]) == 0
+    (root / "pairs").mkdir(exist_ok=True)
+    for name in ("sim.star", "sim.mrcs", "raw.star", "raw.mrcs"):
+        (root / "pairs" / name).write_bytes((root / "out" / name).read_bytes())
+    (root / "scene_map.mrc").write_bytes((TRPV1 / "consensus_map.mrc").read_bytes())
+    scene = [a.format(root=root, real=REAL_MICROGRAPH) for a in END_TO_END["scene"]]
+    assert cli.main([*scene, "--n-micrographs", "2", "--out", str(root / "scenes")]) == 0
+    for command, argv in END_TO_END.items():
+        if command == "train":
+            continue
+        argv = [a.format(root=root, real=REAL_MICROGRAPH) for a in argv]
+        assert cli.main([*argv, "--out", str(root / "earlier" / command.replace(" ", "_"))]) == 0, command
+    return root
+
+
+def _finite_outputs(folder: Path) -> None:
+    import json
+
+    for path in [*folder.rglob("*.mrc"), *folder.rglob("*.mrcs")]:
+        data = mrcfile.read(path)
+        assert np.isfinite(data).all(), path
+    for path in folder.rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=lambda word: pytest.fail(f"{path}: {word}"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=st.sampled_from(END_TO_END_CASES))
+def test_every_command_end_to_end_with_any_accepted_number(heavy, case, capsys):
+    """Each heavy command (not simulate: above) run to the end with an edge value of one of its options."""
+    from conftest import REAL_MICROGRAPH
+
+    command, flag, text = case
+    out = heavy / "earlier" / command.replace(" ", "_")
+    if command == "train":  # train refuses an existing folder without --resume: a new one, gone if refused
+        out = Path(tempfile.mkdtemp(dir=heavy)) / "model"
+    earlier = _digest(out) if out.exists() else None
+    argv = [a.format(root=heavy, real=REAL_MICROGRAPH) for a in END_TO_END[command]]
+    nargs = 2 if flag == "--defocus" else 1
+    capsys.readouterr()
+    rc = cli.main([*argv, flag, *[text] * nargs, "--out", str(out)])
+    err = capsys.readouterr().err
+    if rc == 0:
+        _finite_outputs(out)
+    else:
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert rc == 2 and len(errors) == 1 and "Traceback" not in err, err
+        if earlier is None:
+            assert not out.exists(), "a refused train left a half-made model folder"
+        else:
+            assert _digest(out) == earlier, "a refused run changed the earlier output"

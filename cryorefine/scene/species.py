@@ -69,9 +69,26 @@ def _even(n: float) -> int:
     return int(math.ceil(n / 2) * 2)
 
 
+# Fewer voxels across than this and a particle is a blob of a few pixels (and the projector fails);
+# more, and its 3D Fourier transform alone needs gigabytes.
+MIN_SPECIES_BOX, MAX_SPECIES_BOX = 8, 1024
+
+
+def _species_box(path: Path, width_a: float, pixel_size: float) -> int:
+    """The even box of a species `width_a` wide at `pixel_size`, refused when too coarse to be a particle."""
+    box = _even(width_a / pixel_size)
+    if box < MIN_SPECIES_BOX:
+        raise InputError(path, f"at the scene's pixel size of {pixel_size:g} Å this species is only {box} voxels "
+                         f"across ({width_a:.0f} Å); use a --pixel-size of at most {width_a / MIN_SPECIES_BOX:.3g} Å")
+    if box > MAX_SPECIES_BOX:
+        raise InputError(path, f"at the scene's pixel size of {pixel_size:g} Å this species would be {box} voxels "
+                         f"across ({width_a:.0f} Å); use a --pixel-size of at least {width_a / MAX_SPECIES_BOX:.3g} Å")
+    return box
+
+
 def species_from_map(path: Path, copies: int, pixel_size: float, name: str | None = None) -> Species:
     volume, voxel = read_map(path)
-    box = _even(volume.shape[-1] * voxel / pixel_size)
+    box = _species_box(path, volume.shape[-1] * voxel, pixel_size)
     volume = prepare_map(volume, voxel, pixel_size, box)
     peak = float(volume.max())
     if peak <= 0:
@@ -107,7 +124,7 @@ def species_from_model(path: Path, copies: int, pixel_size: float, name: str | N
     positions = np.array([[a.pos.x, a.pos.y, a.pos.z] for a in atoms])
     centroid = positions.mean(axis=0)
     extent = np.sqrt(((positions - centroid) ** 2).sum(axis=1)).max()
-    box = _even(2 * (extent + MODEL_PADDING_A) / pixel_size)
+    box = _species_box(path, 2 * (extent + MODEL_PADDING_A), pixel_size)
     centre_a = (box // 2) * pixel_size
     if all(atom.name == "CA" for atom in atoms):
         log.info("%s: C-alpha-only model, one Gaussian per residue", path.name)
