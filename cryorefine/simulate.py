@@ -56,7 +56,7 @@ class SimulateConfig:
     mask_diameter: float | None = None  # Å; soft circular mask (default 75% of the box)
     apply_ctf: bool = True
     map_pixel_size: float | None = None  # overrides the map header's voxel size
-    project_dir: Path | None = None  # write image paths relative to this (RELION project) folder
+    project_dir: Path | None = None  # RELION project folder image paths are read and written relative to (default: cwd)
     ignore_aberrations: bool = False
 
 
@@ -250,6 +250,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
     started = time.time()
     if config.out is None:
         raise InputError(None, "simulate needs an output folder (--out)")
+    stacks = {name: stack_reference(Path(config.out) / f"{name}.mrcs", config.project_dir) for name in ("raw", "sim")}
     simulator = PairSimulator(config)
     star, params = simulator.star, simulator.params
     rows = _select_rows(len(star), config)
@@ -280,8 +281,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
         simulator.close()
 
         for name in ("raw", "sim"):
-            stack = stack_reference(Path(config.out) / f"{name}.mrcs", config.project_dir)
-            optics, particles = output_tables(star, rows, stack, target_box, target_pixel, correlations)
+            optics, particles = output_tables(star, rows, stacks[name], target_box, target_pixel, correlations)
             write_particle_star(staged.path(f"{name}.star"), optics, particles)
         summary = SimulateSummary(
             particles=len(rows),

@@ -13,6 +13,7 @@ Scipion's own stack (numpy, mrcfile, emtable, pwem) and the engine's torch-free 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -190,10 +191,16 @@ def read_particles_star(star_path: str) -> StarParticles:
     return StarParticles(star_path, pixel_sizes.pop(), {int(row.rlnOpticsGroup): row for row in optics}, rows)
 
 
+@functools.lru_cache(maxsize=4096)
+def _stack_location(stack: str, star_path: str) -> str:
+    """The engine's rule (RELION's: relative to the project folder, where protocols run), once per stack."""
+    return os.path.relpath(locate_stack(stack, Path(star_path)).path)
+
+
 def _image_location(image_name: str, star_path: str) -> tuple[int, str]:
-    """(1-based index, path relative to the working directory) of a `N@stack` name, found by the engine's rule."""
+    """(1-based index, path relative to the working directory) of a `N@stack` name."""
     number, _, stack = image_name.partition("@")
-    return int(number), os.path.relpath(locate_stack(stack, Path(star_path)).path)
+    return int(number), _stack_location(stack, star_path)
 
 
 def _set_correlation(particle: Particle, row) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Callable, Sequence
 
 from cryorefine.errors import InputError
+from cryorefine.unpaired.config import METHODS
 from relion_external.micrographs import (
     SCENE_DESCRIPTION,
     SCENE_MICROGRAPH,
@@ -58,7 +59,7 @@ ABORT_POLL_SECONDS = 0.5
 TERMINATE_GRACE_SECONDS = 10.0
 PROGRESS_INTERVAL_SECONDS = 5
 MODES = ("simulate", "train", "refine", "generate", "all", "scene", "translate")
-TRANSLATE_METHODS = ("contrastive", "diffusion")  # the first is the engine's default
+TRANSLATE_METHODS = METHODS  # the engine's list (cryorefine.unpaired.config); the first is its default
 
 
 class JobFailure(Exception):

@@ -127,8 +127,28 @@ def test_a_stack_found_nowhere_names_where_it_looked(tmp_path, monkeypatch):
     from cryorefine.errors import InputError
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(InputError, match="not found .*current directory, as RELION does"):
+    with pytest.raises(InputError, match=f"not found \\(looked relative to {tmp_path.resolve()}, as RELION does"):
         locate_stack("absent.mrcs", tmp_path / "x.star")
+    with pytest.raises(InputError, match="not found \\(looked as an absolute path"):
+        locate_stack(str(tmp_path / "absent.mrcs"), tmp_path / "x.star")
+
+
+@pytest.mark.parametrize("folder", ["o#1", "it's"])
+def test_an_output_path_a_star_file_cannot_hold_is_refused_before_any_work(project, tmp_path, folder):
+    """RELION reads '#' as a comment, and a quote ends a value: such a name would be published unreadable."""
+    root, _ = project
+    result = run_cli("apply", "--model", "Model", "--particles", "Pairs/sim.star", "--device", "cpu",
+                     "--out", tmp_path / folder, cwd=root)
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "cannot name an image stack" in errors[0], result.stderr
+    assert not (tmp_path / folder).exists()
+
+
+def test_a_project_dir_that_is_not_a_folder_is_refused(project):
+    root, _ = project
+    result = run_cli("apply", "--model", "Model", "--particles", "Pairs/sim.star", "--out", "x",
+                     "--project-dir", "particles.star", cwd=root)
+    assert result.returncode == 2 and "--project-dir: particles.star is not an existing folder" in result.stderr
 
 
 def test_stack_reference_is_relative_inside_the_project_and_absolute_outside(tmp_path, monkeypatch):

@@ -53,6 +53,62 @@ def test_the_protocol_offers_exactly_the_engines_noise_models():
     assert NOISE_MODELS == NOISE_CHOICES
 
 
+def _engine_default(command: str, dest: str):
+    """What the engine's command line uses when the option is not given."""
+    from cryorefine.cli import build_parser
+    from cryorefine.unpaired.config import UnpairedConfig
+
+    args = vars(build_parser().parse_args([*command.split(), *ENGINE_ARGS[command]]))
+    if args[dest] is None and command == "translate train":  # filled in from the method's config (contrastive)
+        return getattr(UnpairedConfig, dest)
+    return args[dest]
+
+
+# (protocol, form parameter) -> (engine command, its option's dest): the form's default (an enum's chosen
+# word) and its choices must be the command line's, so the adapter cannot drift from the engine.
+FORM_DEFAULTS = {
+    **{("ProtCryorefineTrain", param): ("train", dest) for param, dest in (
+        ("steps", "steps"), ("batchSize", "batch_size"), ("lambdaGan", "lambda_gan"), ("lambdaL1", "lambda_l1"),
+        ("lambdaRpsd", "lambda_rpsd"), ("ganLoss", "gan_loss"), ("seed", "seed"))},
+    ("ProtCryorefineRefine", "noise"): ("apply", "noise"), ("ProtCryorefineRefine", "generateNoise"): ("generate", "noise"),
+    ("ProtCryorefineRefine", "poses"): ("generate", "poses"),
+    **{("ProtCryorefineTranslate", param): ("translate train", dest) for param, dest in (
+        ("method", "method"), ("steps", "steps"), ("batchSize", "batch_size"), ("tile", "tile"),
+        ("baseChannels", "base_channels"), ("depth", "depth"), ("seed", "seed"))},
+}
+ENGINE_ARGS = {"train": ["--pairs", "p", "--out", "o"], "apply": ["--model", "m", "--particles", "p", "--out", "o"],
+               "generate": ["--model", "m", "--map", "m", "--like", "l", "--n", "1", "--out", "o"],
+               "translate train": ["--scenes", "s", "--real", "r", "--out", "o"]}
+
+
+@pytest.mark.parametrize("protocol,param", FORM_DEFAULTS)
+def test_form_defaults_and_choices_are_the_engines(protocol, param):
+    import cryorefine_scipion.protocols as protocols
+
+    command, dest = FORM_DEFAULTS[(protocol, param)]
+    form = getattr(protocols, protocol)().getDefinition().getParam(param)
+    default = form.default.get()
+    if hasattr(form, "choices"):
+        action = next(a for a in _subparser(command)._actions if a.dest == dest)
+        assert list(form.choices) == list(action.choices), f"{protocol}.{param} offers other choices than the engine"
+        default = form.choices[int(default)]
+    engine = _engine_default(command, dest)
+    default = type(engine)(default)  # pyworkflow keeps a default as text
+    assert default == engine, f"{protocol}.{param}: form default {default!r}, engine default {engine!r}"
+
+
+def _subparser(command: str):
+    import argparse
+
+    from cryorefine.cli import build_parser
+
+    parser = build_parser()
+    for word in command.split():
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[word]
+    return parser
+
+
 def _pearson(a, b) -> float:
     a, b = np.ravel(a) - np.mean(a), np.ravel(b) - np.mean(b)
     return float(a @ b / np.sqrt((a @ a) * (b @ b)))

@@ -18,7 +18,7 @@ import numpy as np
 
 from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
-from cryorefine.gan.config import NOISE_CHOICES
+from cryorefine.gan.config import APPLY_NOISE, NOISE_CHOICES
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="model folder written by `cryorefine train`")
     parser.add_argument("--particles", required=True, type=Path, help="simulated particles (e.g. pairs/sim.star)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--noise", default="gan", choices=NOISE_CHOICES, help="the GAN or a noise baseline (default: gan)")
+    parser.add_argument("--noise", default=APPLY_NOISE, choices=NOISE_CHOICES,
+                        help=f"the GAN or a noise baseline (default: {APPLY_NOISE})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same output)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="particles refined at once; lower it if memory runs out (default 64)")

@@ -104,7 +104,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     picking.add_argument("--picking-repeats", type=int, default=PICKING_REPEATS, metavar="N",
                          help="pickers per training set, each with its own seed; AP is reported as mean ± std "
                          "(default %(default)s)")
-    picking.add_argument("--picking-pretrained", action=argparse.BooleanOptionalAction, default=False,
+    picking.add_argument("--picking-pretrained", action=argparse.BooleanOptionalAction, default=PickerConfig.pretrained,
                          help="start from topaz's pretrained detector (default: no, so only the training set counts)")
 
 

@@ -4,7 +4,7 @@ Poses are uniform on SO(3) (--poses uniform) or drawn from the --like file's pos
 rows of the --like file's CTF columns drawn at random (its optics groups kept). The clean
 projections are put on the training sims' intensity scale by a least-squares fit against the
 --like file's images (use the pairs' raw.star), then made realistic by a fitted noise baseline (by
-default the coloured one, see GENERATE_NOISE) or the trained model (--noise gan).
+default the coloured one, see cryorefine.gan.config.GENERATE_NOISE) or the trained model (--noise gan).
 
 Writes OUT/particles.star + particles.mrcs (realistic; true poses and CTFs in the STAR) and
 OUT/clean.star + clean.mrcs (the same particles without noise).
@@ -21,14 +21,9 @@ from pathlib import Path
 
 from cryorefine.commands.options import add_project_dir
 from cryorefine.errors import InputError
-from cryorefine.gan.config import NOISE_CHOICES
+from cryorefine.gan.config import GENERATE_NOISE, NOISE_CHOICES
 
 log = logging.getLogger(__name__)
-
-# What new particles get by default: on the realistic demo data the coloured baseline ties the residual
-# transplant and is ahead of the trained model on RPSD L1 and classifier AUC (docs/results.md), and unlike
-# the transplant it never reuses a finite bank or carries another particle's model error.
-GENERATE_NOISE = "coloured"
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +60,7 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.simulate import load_map
 
     refuse_output_over_inputs(args.out, files=[args.like, args.map], folders=[args.model])
+    stacks = {name: stack_reference(args.out / f"{name}.mrcs", args.project_dir) for name in ("particles", "clean")}
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     like = read_particle_star(args.like)
     pixel_sizes = np.unique(like.optics["rlnImagePixelSize"].astype(float).round(5))
@@ -95,7 +91,6 @@ def main(args: argparse.Namespace) -> None:
                 noisy_out.write(start, refiner(clean))
         for name in ("particles", "clean"):
             table = particles.copy()
-            stack = stack_reference(args.out / f"{name}.mrcs", args.project_dir)
-            table.insert(0, "rlnImageName", [f"{i + 1:06d}@{stack}" for i in range(args.n)])
+            table.insert(0, "rlnImageName", [f"{i + 1:06d}@{stacks[name]}" for i in range(args.n)])
             write_particle_star(staged.path(f"{name}.star"), optics, table)
     log.info("generated %d particles (%s poses, %s noise) in %s", args.n, args.poses, args.noise, args.out)

@@ -116,8 +116,15 @@ def check_every_number(parser: argparse.ArgumentParser) -> None:
             action.type = rule
 
 
+def _existing_folder(text: str) -> Path:
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not an existing folder")
+    return path
+
+
 def add_project_dir(parser: argparse.ArgumentParser) -> None:
     """--project-dir, the same for every command that reads or writes particle STAR files."""
-    parser.add_argument("--project-dir", type=Path, metavar="DIR",
+    parser.add_argument("--project-dir", type=_existing_folder, metavar="DIR",
                         help="RELION project folder (default: the current directory): image paths in STAR files are "
                         "read and written relative to it, as RELION reads them (absolute for outputs outside it)")

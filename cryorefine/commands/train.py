@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from cryorefine.commands.simulate import add_simulation_args
 from cryorefine.errors import InputError
-from cryorefine.gan.config import NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
+from cryorefine.gan.config import GAN_MODES, NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
 from cryorefine.threads import allowed_cores
 
 if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
@@ -84,7 +84,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "checkpoint_every": "steps between checkpoints that --resume continues from",
         "physical_lr_factor": "learning rate of the physics prior's ring gains and Hermite terms, as a multiple of "
         "--lr-generator",
-        "gan_loss": "adversarial loss: lsgan or hinge",
+        "gan_loss": "adversarial loss",
         "lambda_gan": "weight of the adversarial term",
         "lambda_l1": "weight of paired L1 (keep modest: large values make the generator output a denoised mean)",
         "lambda_rpsd": "weight of the RPSD L1 term (radially averaged log power spectra)",
@@ -95,7 +95,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "noise_prior": "the generator's noise source: coloured (the fitted coloured baseline, corrected by the "
         "network) or white (the network makes all the noise)",
     }
-    choices = {"noise_prior": NOISE_PRIORS}
+    choices = {"noise_prior": NOISE_PRIORS, "gan_loss": GAN_MODES}
     for option, (cls, name) in _OPTIONS.items():
         default = _default(cls, name)
         parser.add_argument(f"--{option.replace('_', '-')}", type=type(default), default=default,
@@ -118,7 +118,7 @@ def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
     from cryorefine.simulate import SimulateConfig
 
     if args.pairs is not None:
-        return PairedParticles(args.pairs)
+        return PairedParticles(args.pairs, args.project_dir)
     if args.map is None:
         raise InputError(None, "--particles needs --map (the map to simulate the pairs from)")
     return OnTheFlyPairs(SimulateConfig(

@@ -63,13 +63,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a translator", formatter_class=argparse.RawDescriptionHelpFormatter,
                                description=_examples("train"))
-    train.add_argument("--method", choices=METHODS, default="contrastive", help="(default contrastive)")
+    train.add_argument("--method", choices=METHODS, default=METHODS[0], help="(default %(default)s)")
     train.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
     train.add_argument("--real", required=True, type=Path, nargs="+", help="real micrograph(s), MRC")
     train.add_argument("--out", required=True, type=Path, help="model folder")
     train.add_argument("--holdout", type=float, default=0.25, help="fraction of each real micrograph's columns held out")
-    train.add_argument("--steps", type=int, help="training steps (default 1000 contrastive, 1500 diffusion)")
-    train.add_argument("--batch-size", type=int, help="tiles per step (default 8 contrastive, 16 diffusion)")
+    train.add_argument("--steps", type=int, help=f"training steps (default {UnpairedConfig.steps} contrastive, "
+                       f"{DiffusionConfig.steps} diffusion)")
+    train.add_argument("--batch-size", type=int, help=f"tiles per step (default {UnpairedConfig.batch_size} "
+                       f"contrastive, {DiffusionConfig.batch_size} diffusion)")
     train.add_argument("--tile", type=int, default=UnpairedConfig.tile, help="training tile size in pixels")
     train.add_argument("--base-channels", type=int, default=ModelConfig.base_channels,
                        help="generator width at full resolution (default %(default)s)")

@@ -11,10 +11,18 @@ from typing import Any
 
 CONFIG_VERSION = 1
 NOISE_PRIORS = ("coloured", "white")
+GAN_MODES = ("lsgan", "hinge")  # LossConfig.gan_mode
 # The noise baselines (cryorefine.noise) and what `apply`/`generate --noise` offer; kept here, in a
 # torch-free module, so the Scipion and RELION adapters read the same lists.
 BASELINES = ("gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
 NOISE_CHOICES = ("gan", *BASELINES)
+# What `apply` uses by default: the trained model, the point of training one.
+APPLY_NOISE = "gan"
+# What `generate` gives new particles by default: on the realistic demo data the coloured baseline ties
+# the residual transplant and is ahead of the trained model on RPSD L1 and classifier AUC
+# (docs/results.md), and unlike the transplant it never reuses a finite bank or carries another
+# particle's model error.
+GENERATE_NOISE = "coloured"
 
 
 @dataclass(frozen=True)

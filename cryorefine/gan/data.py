@@ -113,7 +113,7 @@ class PairSource(ABC):
 class PairedParticles(PairSource):
     """Row-aligned sim and raw images of one pairs folder."""
 
-    def __init__(self, pairs_dir: str | Path):
+    def __init__(self, pairs_dir: str | Path, project_dir: str | Path | None = None):
         self.pairs_dir = Path(pairs_dir)
         if not self.pairs_dir.is_dir():
             raise InputError(self.pairs_dir, "pairs folder not found (expected the output of `cryorefine simulate`)")
@@ -121,8 +121,8 @@ class PairedParticles(PairSource):
         self.raw_star = read_particle_star(self.pairs_dir / "raw.star")
         if len(self.sim_star) != len(self.raw_star):
             raise InputError(self.pairs_dir, f"sim.star has {len(self.sim_star)} particles but raw.star has {len(self.raw_star)}")
-        self.sim = ParticleImages(self.sim_star)
-        self.raw = ParticleImages(self.raw_star)
+        self.sim = ParticleImages(self.sim_star, project_dir)
+        self.raw = ParticleImages(self.raw_star, project_dir)
         self.readers = (self.sim, self.raw)
         if self.sim.box != self.raw.box:
             raise InputError(self.pairs_dir, f"sim box {self.sim.box} differs from raw box {self.raw.box}")

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from cryorefine import spectra
-from cryorefine.gan.config import LossConfig
-
-GAN_MODES = ("lsgan", "hinge")
+from cryorefine.gan.config import GAN_MODES, LossConfig
 
 
 def discriminator_loss(mode: str, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:

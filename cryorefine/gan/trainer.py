@@ -103,6 +103,9 @@ def fit_noise_baselines(pairs: PairSource, rows: np.ndarray, seed: int) -> dict[
     """The noise baselines fitted on (at most NOISE_FIT_MAX_IMAGES) of the training `rows`."""
     sample = np.sort(np.random.default_rng(seed).permutation(rows)[:NOISE_FIT_MAX_IMAGES])
     sim, raw = pairs.read(sample)
+    if np.allclose(raw, sim, rtol=0, atol=1e-6 * float(np.abs(raw).max())):
+        raise InputError(getattr(pairs, "pairs_dir", None), "the raw images equal the simulations: there is no noise "
+                         "to learn (is raw.star a copy of sim.star?)")
     keys = particle_keys(pairs.particles().iloc[sample])
     return noise.fit_noise_models(torch.from_numpy(raw), torch.from_numpy(sim), keys, seed)
 

@@ -145,8 +145,8 @@ class ParticleImages:
                         "(e.g. %s, not %s)", self.star.path, len(ambiguous), where, location.path, location.other)
         beside = [name for name in found if not found[name].relion_rule]
         if beside:
-            log.info("%s: %d of %d image stacks found relative to the STAR file's folder, not %s as RELION "
-                     "reads them (e.g. %s)", self.star.path, len(beside), len(found), where, found[beside[0]].path)
+            log.info("%s: %d of %d image stacks found relative to the STAR file's folder (or one above it), "
+                     "not to %s as RELION reads them (e.g. %s)", self.star.path, len(beside), len(found), where, found[beside[0]].path)
 
     def _handle(self, path: Path):
         if path in self._open:

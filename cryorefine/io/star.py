@@ -389,20 +389,20 @@ class StackLocation:
 def locate_stack(stack: str, star_path: Path, project_dir: str | os.PathLike | None = None) -> StackLocation:
     """Find a stack named in a STAR file by RELION's rule first: relative to the project folder
     (`project_dir`, else the current directory), as RELION reads rlnImageName. Only when that file
-    does not exist, the STAR file's folder and its parents (files written by other tools, or a
-    moved folder) are tried; the caller says so, and says which it took when both exist."""
+    does not exist, the STAR file's folder and then its parents (files written by other tools, or a
+    moved folder) are tried; the caller says so. `other` is the file the STAR's own folder would
+    have given instead of RELION's, so the caller can say which it took."""
     primary = Path(project_dir or ".") / stack
     folder = star_path.resolve().parent
-    fallbacks = [parent / stack for parent in (folder, *folder.parents[:3])]
+    beside, *above = [parent / stack for parent in (folder, *folder.parents[:3])]
     if primary.is_file():
-        mine = primary.resolve()
-        other = next((c for c in fallbacks if c.is_file() and c.resolve() != mine), None)
+        other = beside if beside.is_file() and beside.resolve() != primary.resolve() else None
         return StackLocation(primary, True, other)
-    found = next((c for c in fallbacks if c.is_file()), None)
+    found = next((c for c in (beside, *above) if c.is_file()), None)
     if found is None:
-        raise InputError(star_path, f"image stack {stack!r} not found (looked relative to "
-                         f"{'the project folder' if project_dir else 'the current directory'}, as RELION does, "
-                         "and to the STAR file's folder)")
+        where = ("as an absolute path" if Path(stack).is_absolute() else
+                 f"relative to {Path(project_dir or '.').resolve()}, as RELION does, and to the STAR file's folder")
+        raise InputError(star_path, f"image stack {stack!r} not found (looked {where})")
     return StackLocation(found, False)
 
 
@@ -411,10 +411,16 @@ def stack_reference(stack: str | os.PathLike, project_dir: str | os.PathLike | N
 
     RELION reads rlnImageName relative to its current directory (the project folder): the name is
     relative to `project_dir` (else the current directory) when the stack lies inside it, absolute
-    otherwise. Never relative to the STAR's own folder, which RELION ignores."""
+    otherwise. Never relative to the STAR's own folder, which RELION ignores. A path that a STAR
+    file cannot hold (a '#' starts a comment; quotes end a value) is refused before any work."""
     project = Path(project_dir or ".").resolve()
     target = Path(stack).resolve()
-    return target.relative_to(project).as_posix() if target.is_relative_to(project) else str(target)
+    name = target.relative_to(project).as_posix() if target.is_relative_to(project) else str(target)
+    unsafe = sorted({ch for ch in name if ch in "#'\"\n"})
+    if unsafe:
+        raise InputError(Path(stack).parent, f"a STAR file cannot name an image stack in a path holding "
+                         f"{' or '.join(repr(ch) for ch in unsafe)} (in a STAR file '#' starts a comment and a quote ends a value); choose another --out")
+    return name
 
 
 def _format_value(value) -> str:

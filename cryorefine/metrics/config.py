@@ -52,5 +52,6 @@ class PickerConfig:
     positive_fraction: float = 0.5  # of each minibatch; the rest are drawn from all other pixels
     learning_rate: float = 1e-3
     units: int = 32  # ResNet8 width (32, 64, 128 channels); topaz's pretrained models have 32 or 64
-    pretrained: bool = True  # start from topaz's resnet8_u{units} detector weights
+    # Start from topaz's resnet8_u{units} detector weights; off, so that only the training set counts.
+    pretrained: bool = False
     seed: int = 0

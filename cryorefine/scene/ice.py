@@ -91,7 +91,9 @@ def thickness_map(size: int, pixel_size: float, config: IceConfig, rng: np.rando
         thickness += mean - float(thickness.mean())
         if thickness.min() >= floor - 1e-3 * mean:
             break
-    return thickness.astype(np.float32)
+    # A very rough or steep layer may not settle in those rounds: never a thickness below the floor
+    # (a negative one would amplify the beam), at the cost of a mean slightly above the asked one.
+    return np.maximum(thickness, floor).astype(np.float32)
 
 
 def ice_projected_potential(thickness: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from enum import Enum
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
+from cryorefine.gan.config import APPLY_NOISE, GENERATE_NOISE, NOISE_CHOICES
 from cryorefine_scipion.constants import PARTICLES_STAR
 from cryorefine_scipion.convert import (
     fill_from_sources,
@@ -20,9 +21,7 @@ from cryorefine_scipion.protocols.protocol_base import (
 )
 
 MODE_APPLY, MODE_GENERATE = 0, 1
-# The engine's cryorefine.gan.config.NOISE_CHOICES (the plugin may run without the engine installed;
-# tests/test_scipion.py checks the two agree).
-NOISE_MODELS = ("gan", "gaussian", "poisson", "gaussian+poisson", "coloured", "residual")
+NOISE_MODELS = NOISE_CHOICES  # the engine's list and defaults (`apply/generate --noise`)
 POSE_SOURCES = ("uniform", "like")
 CLEAN_STAR = "clean.star"
 
@@ -51,7 +50,8 @@ class ProtCryorefineRefine(ProtCryorefineBase):
                       condition=f"mode == {MODE_APPLY}", pointerCondition="hasAlignmentProj and hasCTF",
                       label="Simulated particles", help="Clean simulations, e.g. the simulated output of "
                       "'simulate pairs', at the model's box and pixel size.")
-        form.addParam("noise", params.EnumParam, choices=list(NOISE_MODELS), default=0, label="Noise model",
+        form.addParam("noise", params.EnumParam, choices=list(NOISE_MODELS), default=NOISE_MODELS.index(APPLY_NOISE),
+                      condition=f"mode == {MODE_APPLY}", label="Noise model",
                       help="gan: the trained generator. The others are the fitted baselines to compare against.")
         form.addParam("rawParticles", params.PointerParam, pointerClass="SetOfParticles", allowsNull=True,
                       condition=f"mode == {MODE_APPLY}", label="Evaluate against raw particles (optional)",
@@ -65,6 +65,10 @@ class ProtCryorefineRefine(ProtCryorefineBase):
                       label="Template particles",
                       help="Particles whose poses, CTFs and optics the new particles follow "
                            "(e.g. the raw output of 'simulate pairs').")
+        form.addParam("generateNoise", params.EnumParam, choices=list(NOISE_MODELS),
+                      default=NOISE_MODELS.index(GENERATE_NOISE), condition=f"mode == {MODE_GENERATE}",
+                      label="Noise model", help=f"{GENERATE_NOISE} (the default, as in `cryorefine generate`): the "
+                      "best method on the demo's held-out data (docs/results.md); gan: the trained generator.")
         form.addParam("numberOfParticles", params.IntParam, default=1000, condition=f"mode == {MODE_GENERATE}",
                       label="Number of particles")
         form.addParam("poses", params.EnumParam, choices=list(POSE_SOURCES), default=0,
@@ -95,13 +99,16 @@ class ProtCryorefineRefine(ProtCryorefineBase):
     def evaluationDir(self, *parts) -> str:
         return self._getExtraPath("evaluation", *parts)
 
+    def _noise(self) -> str:
+        return NOISE_MODELS[(self.noise if self._isApply() else self.generateNoise).get()]
+
     def convertInputStep(self):
         source = self.inputParticles.get() if self._isApply() else self.templateParticles.get()
         write_particles_star(source, self._inputStar())
 
     def refineStep(self):
         common = ["--model", self.inputModel.get().getPath(), "--out", self._outDir(),
-                  "--noise", NOISE_MODELS[self.noise.get()], "--seed", self.seed.get(), "--device", self._device()]
+                  "--noise", self._noise(), "--seed", self.seed.get(), "--device", self._device()]
         if self._isApply():
             self._runCryorefine("apply", [*common, "--particles", self._inputStar()])
         else:
@@ -180,6 +187,6 @@ class ProtCryorefineRefine(ProtCryorefineBase):
         if not hasattr(self, "outputParticles"):
             return ["Realistic particles not ready yet."]
         out = self.outputParticles
-        how = (f"applied the model ({NOISE_MODELS[self.noise.get()]}) to simulated particles" if self._isApply()
-               else "generated them from a map at template poses")
+        how = (f"applied the model ({self._noise()}) to simulated particles" if self._isApply()
+               else f"generated them from a map at template poses ({self._noise()} noise)")
         return [f"{out.getSize()} realistic particles ({out.getXDim()} px, {out.getSamplingRate():.3f} Å/px): {how}."]

@@ -6,11 +6,13 @@ from enum import Enum
 
 import pyworkflow.protocol.params as params
 
+from cryorefine.gan.config import GAN_MODES, LossConfig, TrainConfig
 from cryorefine_scipion.objects import CryorefineModel
 from cryorefine_scipion.protocols.protocol_base import ProtCryorefineBase, geometry_problem
 
 CHECKPOINT = "checkpoint.pt"
-GAN_LOSSES = ("lsgan", "hinge")
+# Defaults and choices are the engine's (torch-free config), so the form cannot drift from the CLI.
+TRAIN, LOSS = TrainConfig(), LossConfig()
 
 
 class TrainOutputs(Enum):
@@ -36,18 +38,18 @@ class ProtCryorefineTrain(ProtCryorefineBase):
                            "'Training steps' is then the new total.")
 
         form.addSection(label="Training")
-        form.addParam("steps", params.IntParam, default=800, label="Training steps",
+        form.addParam("steps", params.IntParam, default=TRAIN.steps, label="Training steps",
                       help="Total optimiser steps. A few hundred show the method on a CPU; "
                            "real data wants thousands on a GPU.")
-        form.addParam("batchSize", params.IntParam, default=16, label="Batch size")
-        form.addParam("lambdaGan", params.FloatParam, default=1.0, label="Adversarial loss weight")
-        form.addParam("lambdaL1", params.FloatParam, default=1.0, label="Paired L1 loss weight",
+        form.addParam("batchSize", params.IntParam, default=TRAIN.batch_size, label="Batch size")
+        form.addParam("lambdaGan", params.FloatParam, default=LOSS.lambda_gan, label="Adversarial loss weight")
+        form.addParam("lambdaL1", params.FloatParam, default=LOSS.lambda_l1, label="Paired L1 loss weight",
                       help="Keep modest: large values make the generator output a denoised mean.")
-        form.addParam("lambdaRpsd", params.FloatParam, default=10.0, label="RPSD loss weight",
+        form.addParam("lambdaRpsd", params.FloatParam, default=LOSS.lambda_rpsd, label="RPSD loss weight",
                       help="Weight of the radial power spectrum term that matches the noise spectrum.")
-        form.addParam("ganLoss", params.EnumParam, choices=list(GAN_LOSSES), default=0,
+        form.addParam("ganLoss", params.EnumParam, choices=list(GAN_MODES), default=GAN_MODES.index(LOSS.gan_mode),
                       expertLevel=params.LEVEL_ADVANCED, label="Adversarial loss")
-        form.addParam("seed", params.IntParam, default=0, label="Random seed")
+        form.addParam("seed", params.IntParam, default=TRAIN.seed, label="Random seed")
         form.addParam("extraParams", params.StringParam, default="", expertLevel=params.LEVEL_ADVANCED,
                       label="Additional arguments",
                       help="More `cryorefine train` options, e.g. --lr-generator 1e-4 --checkpoint-every 200.")
@@ -68,7 +70,7 @@ class ProtCryorefineTrain(ProtCryorefineBase):
         arguments = ["--pairs", self.inputPairs.get().getPath(), "--out", self._modelDir(),
                      "--steps", self.steps.get(), "--batch-size", self.batchSize.get(),
                      "--lambda-gan", self.lambdaGan.get(), "--lambda-l1", self.lambdaL1.get(),
-                     "--lambda-rpsd", self.lambdaRpsd.get(), "--gan-loss", GAN_LOSSES[self.ganLoss.get()],
+                     "--lambda-rpsd", self.lambdaRpsd.get(), "--gan-loss", GAN_MODES[self.ganLoss.get()],
                      "--seed", self.seed.get(), "--device", self._device()]
         # A checkpoint here means a continued model, or a run Scipion is resuming after a stop.
         if os.path.exists(self._modelDir(CHECKPOINT)):

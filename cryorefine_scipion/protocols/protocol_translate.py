@@ -6,12 +6,14 @@ from enum import Enum
 import pyworkflow.protocol.params as params
 from pwem.objects import SetOfCoordinates, SetOfCTF, SetOfMicrographs
 
+from cryorefine.unpaired.config import METHODS, DiffusionConfig, UnpairedConfig
 from cryorefine_scipion.constants import SCENE_DESCRIPTION, TRANSLATED_MICROGRAPH
 from cryorefine_scipion.convert import fill_scene_micrographs, is_mrc_stack, read_scene
 from cryorefine_scipion.protocols.protocol_base import ProtCryorefineBase, local_path
 
 SCENE_FROM_RUN, SCENE_FROM_FOLDER = 0, 1
-METHODS = ("contrastive", "diffusion")  # the first is the engine's default
+# The engine's methods and the contrastive translator's defaults (torch-free config): no drift from the CLI.
+CONTRASTIVE, DIFFUSION = UnpairedConfig(), DiffusionConfig()
 
 
 class TranslateOutputs(Enum):
@@ -48,15 +50,17 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
         form.addParam("method", params.EnumParam, choices=list(METHODS), default=0, label="Method",
                       help="contrastive: a GAN with a mask-guided contrastive term; diffusion: a conditional "
                            "diffusion model (see `cryorefine translate train --help`).")
-        form.addParam("steps", params.IntParam, default=1000, label="Training steps",
-                      help="The engine's default for the contrastive method; it uses 1500 for diffusion.")
-        form.addParam("batchSize", params.IntParam, default=8, label="Batch size",
-                      help="The engine's default for the contrastive method; it uses 16 for diffusion.")
-        form.addParam("tile", params.IntParam, default=64, label="Training tile (px)")
-        form.addParam("baseChannels", params.IntParam, default=16, expertLevel=params.LEVEL_ADVANCED,
+        form.addParam("steps", params.IntParam, default=CONTRASTIVE.steps, label="Training steps",
+                      help=f"The engine's default for the contrastive method; it uses {DIFFUSION.steps} for diffusion.")
+        form.addParam("batchSize", params.IntParam, default=CONTRASTIVE.batch_size, label="Batch size",
+                      help=f"The engine's default for the contrastive method; it uses {DIFFUSION.batch_size} for diffusion.")
+        form.addParam("tile", params.IntParam, default=CONTRASTIVE.tile, label="Training tile (px)")
+        form.addParam("baseChannels", params.IntParam, default=CONTRASTIVE.model.base_channels,
+                      expertLevel=params.LEVEL_ADVANCED,
                       label="Network base channels")
-        form.addParam("depth", params.IntParam, default=3, expertLevel=params.LEVEL_ADVANCED, label="Network depth")
-        form.addParam("seed", params.IntParam, default=0, label="Random seed")
+        form.addParam("depth", params.IntParam, default=CONTRASTIVE.model.depth, expertLevel=params.LEVEL_ADVANCED,
+                      label="Network depth")
+        form.addParam("seed", params.IntParam, default=CONTRASTIVE.seed, label="Random seed")
         form.addParam("extraParams", params.StringParam, default="", expertLevel=params.LEVEL_ADVANCED,
                       label="Additional training arguments",
                       help="More `cryorefine translate train` options, e.g. --lambda-nce 2 or --sampling-steps 32.")
