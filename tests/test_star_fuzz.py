@@ -144,3 +144,19 @@ def test_seeds_are_valid_star_files():
             path = Path(folder) / f"{i}.star"
             path.write_text(text)
             assert len(read_particle_star(path)) > 0
+
+
+def test_a_nan_in_the_last_column_is_named_as_a_value_not_as_a_short_row(tmp_path):
+    """Issue 16: a STAR whose last column held NaN was reported as 'row 1 has fewer values than the columns'."""
+    path = tmp_path / "p.star"
+    write_particle_star(path, *varied_particles(4, 32, 1.5, seed=3))
+    lines = path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith("000002@"))
+    lines[row] = " ".join([*lines[row].split()[:-1], "nan"])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"column _\w+ has a non-numeric or non-finite value 'nan' \(row 2\)"):
+        read_particle_star(path)
+    lines[row] = " ".join(lines[row].split()[:-1])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="row 2 has fewer values than"):
+        read_particle_star(path)

@@ -147,8 +147,33 @@ def _check_table_layout(path: Path, name: str, table: pd.DataFrame) -> None:
         raise InputError(path, f"{name} column _{repeated[0]} appears more than once")
     short = np.flatnonzero(table.iloc[:, -1].isna().to_numpy())
     if len(short):
+        words = _row_words(path, name, int(short[0]))
+        if words is not None and len(words) == table.shape[1]:  # a whole row whose last value reads as NaN
+            raise InputError(path, f"{name} column _{table.columns[-1]} has a non-numeric or non-finite value "
+                             f"{words[-1]!r} (row {short[0] + 1})")
         raise InputError(path, f"{name} row {short[0] + 1} has fewer values than the {table.shape[1]} columns "
                          "(truncated or hand-edited file?)")
+
+
+def _row_words(path: Path, name: str, row: int) -> list[str] | None:
+    """The values of data row `row` of table `name` as written in the file (None if it cannot be found)."""
+    import shlex
+
+    lines = iter(path.read_text(errors="replace").splitlines())
+    header = "data_" if name == "data" else f"data_{name}"
+    for line in lines:
+        if line.strip() == header or (name == "data" and line.startswith("data_")):
+            break
+    rows = []
+    for line in lines:
+        if line.startswith("data_"):
+            break
+        if line.strip() and not line.lstrip().startswith(("_", "#", "loop_")):
+            rows.append(line)
+    try:
+        return shlex.split(rows[row]) if row < len(rows) else None
+    except ValueError:
+        return None
 
 
 def _convert_numeric_columns(path: Path, name: str, table: pd.DataFrame) -> None:
