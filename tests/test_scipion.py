@@ -300,7 +300,23 @@ def test_train_protocol_continues_a_model(project, trained, simulated):
     with open(continued.outputModel.getPath("log.csv")) as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
     assert max(steps) == TRAIN_STEPS + 2
-    assert "--resume" in (Path(project.path) / continued.getLogPaths()[0]).read_text()
+    log = (Path(project.path) / continued.getLogPaths()[0]).read_text()
+    assert "--resume" in log
+    assert '"train" "--threads" "1" ' in log  # the form's Threads reach the engine (issue 17)
+
+
+@pytest.mark.parametrize("protocol", ["ProtCryorefineSimulate", "ProtCryorefineTrain", "ProtCryorefineRefine",
+                                      "ProtCryorefineScene", "ProtCryorefineTranslate"])
+def test_use_gpu_follows_the_machine_and_a_gpu_run_on_a_host_without_one_is_refused(protocol):
+    """Issue 17: 'Use GPU' defaulted to Yes everywhere, and on a CPU host the run failed with only an exit status."""
+    import cryorefine_scipion.protocols as protocols
+    from cryorefine_scipion.protocols.protocol_base import host_has_cuda
+
+    prot = getattr(protocols, protocol)()
+    assert prot.useGpu.get() == host_has_cuda()
+    prot.useGpu.set(True)
+    refused = [e for e in prot.validate() if "Use GPU is Yes" in e]
+    assert bool(refused) == (not host_has_cuda())
 
 
 def test_refine_apply_keeps_poses_and_ctf_and_evaluates(project, trained, simulated):

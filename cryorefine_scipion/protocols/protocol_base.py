@@ -3,6 +3,7 @@ registering a scene's coordinates."""
 
 import os
 import shlex
+import shutil
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
@@ -46,13 +47,19 @@ def geometry_problem(what: str, box: int, sampling: float, expected_box: int, ex
     return []
 
 
+def host_has_cuda() -> bool:
+    """Whether this machine has an NVIDIA driver (checked without importing torch into Scipion's GUI)."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
 class ProtCryorefineBase(EMProtocol):
     """Base of the cryorefine protocols: GPU selection and the call of the `cryorefine` program."""
 
     def _defineComputeParams(self, form):
-        form.addHidden(params.USE_GPU, params.BooleanParam, default=True,
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=host_has_cuda(),
                        label="Use GPU",
-                       help="Run on a GPU (CUDA); set to No to run on the CPU (slow, for small tests).")
+                       help="Run on a GPU (CUDA); No runs on the CPU (slow, for small tests). The default is Yes "
+                            "where this machine has an NVIDIA driver.")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0",
                        label="GPU ID", help="The GPU to use; Scipion fills it from the queue or host settings.")
         form.addParallelSection(threads=1, mpi=0)
@@ -71,12 +78,25 @@ class ProtCryorefineBase(EMProtocol):
             return [f"Additional arguments cannot be parsed: {exc}."]
         return []
 
+    def validate(self):
+        """Scipion's checks, the protocol's own, and the device: a GPU run on a host without one would
+        fail with only an exit status in the GUI, so it is refused here with the reason."""
+        errors = super().validate()
+        if self.usesGpu() and not self.useQueue() and not host_has_cuda():
+            errors.append("Use GPU is Yes but this machine has no NVIDIA GPU driver (no /proc/driver/nvidia, "
+                          "no nvidia-smi): set Use GPU to No to run on the CPU, or submit to a queue with GPUs.")
+        return errors
+
     def _runCryorefine(self, command: str, arguments: list) -> None:
-        """Run `cryorefine COMMAND ARGS...`; each argument is passed as one word."""
+        """Run `cryorefine COMMAND --threads N ARGS...` (the form's Threads, also as OMP_NUM_THREADS);
+        each argument is passed as one word."""
         env = Plugin.getEnviron()
+        threads = max(1, int(self.numberOfThreads.get() or 1))
+        env["OMP_NUM_THREADS"] = str(threads)
         if self.usesGpu():
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in self.getGpuList())
-        self.runJob(Plugin.getProgram(), [command, *map(str, arguments)], env=env, numberOfMpi=1)
+        self.runJob(Plugin.getProgram(), [command, "--threads", str(threads), *map(str, arguments)], env=env,
+                    numberOfMpi=1)
 
     def _defineSceneCoordinatesAndCtf(self, scene: Scene, micrographs, box: int) -> tuple:
         """Register the scene's particle coordinates and true defocus on `micrographs`, which must already
