@@ -115,8 +115,9 @@ def synthetic_particles(folder: Path, n: int, box: int, pixel_size: float = 1.5,
                            "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1],
                            "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2]})
     defocus = rng.uniform(8000, 25000, n)
+    stack = stack_reference(folder / "particles.mrcs")
     particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@{stack_reference(folder / 'particles.mrcs')}" for i in range(n)],
+        "rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(n)],
         "rlnAngleRot": rng.uniform(-180, 180, n), "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
         "rlnAnglePsi": rng.uniform(-180, 180, n), "rlnOriginXAngst": rng.uniform(-5, 5, n),
         "rlnOriginYAngst": rng.uniform(-5, 5, n), "rlnDefocusU": defocus, "rlnDefocusV": defocus - rng.uniform(-800, 800, n),

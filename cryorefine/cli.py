@@ -90,11 +90,9 @@ def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
         one_line = " ".join(str(exc).splitlines())  # a message quoting a parser's text may span lines
         print(f"cryorefine {args.command}: error: {one_line}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print(f"cryorefine {args.command}: error: {OUT_OF_MEMORY}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # torch's allocators raise RuntimeError (CUDA: OutOfMemoryError, a subclass)
-        if not any(words in str(exc) for words in ("out of memory", "can't allocate memory")):
+    except (MemoryError, RuntimeError) as exc:  # torch's allocators raise RuntimeError (CUDA: OutOfMemoryError)
+        if isinstance(exc, RuntimeError) and not any(words in str(exc) for words in ("out of memory",
+                                                                                     "can't allocate memory")):
             raise
         print(f"cryorefine {args.command}: error: {OUT_OF_MEMORY}", file=sys.stderr)
         return 2

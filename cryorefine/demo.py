@@ -108,8 +108,9 @@ def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "r
     optics = real_optics.copy()
     optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = 1, "opticsGroup1"
     defocus_u = rng.uniform(10000, 25000, n)
+    stack = stack_reference(folder / "particles.mrcs")
     particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@{stack_reference(folder / 'particles.mrcs')}" for i in range(n)],
+        "rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(n)],
         "rlnAngleRot": rng.uniform(-180, 180, n),
         "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
         "rlnAnglePsi": rng.uniform(-180, 180, n),

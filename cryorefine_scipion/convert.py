@@ -142,9 +142,12 @@ def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: b
     extra = [label for label in PASSED_THROUGH_LABELS if first.hasAttribute(f"_{label}")]
     table = Table(columns=labels + extra)
 
+    references: dict[str, str] = {}  # one per stack, not per particle
     for particle in particles.iterItems(orderBy="id"):
         index, filename = particle.getLocation()
-        stack = stack_reference(filename)
+        if filename not in references:
+            references[filename] = stack_reference(filename)
+        stack = references[filename]
         ctf = particle.getCTF()
         group = groups.setdefault(_optics_key(particle.getAcquisition()), len(groups) + 1)
         row = [f"{index or 1:06d}@{stack}", int(particle.getObjId())]
@@ -192,15 +195,16 @@ def read_particles_star(star_path: str) -> StarParticles:
 
 
 @functools.lru_cache(maxsize=4096)
-def _stack_location(stack: str, star_path: str) -> str:
-    """The engine's rule (RELION's: relative to the project folder, where protocols run), once per stack."""
+def _stack_location(stack: str, star_path: str, working_dir: str) -> str:
+    """The engine's rule (RELION's: relative to the project folder, where protocols run), once per stack
+    and folder (`working_dir` keys the cache: the answer depends on it)."""
     return os.path.relpath(locate_stack(stack, Path(star_path)).path)
 
 
 def _image_location(image_name: str, star_path: str) -> tuple[int, str]:
     """(1-based index, path relative to the working directory) of a `N@stack` name."""
     number, _, stack = image_name.partition("@")
-    return int(number), _stack_location(stack, star_path)
+    return int(number), _stack_location(stack, star_path, os.getcwd())
 
 
 def _set_correlation(particle: Particle, row) -> None:

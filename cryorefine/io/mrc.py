@@ -138,15 +138,16 @@ class ParticleImages:
         """One line when a stack was not taken by RELION's rule, or when another file of the same name exists."""
         found = self._stack_of_name
         where = f"the project folder {self.project_dir}" if self.project_dir else "the current directory"
-        ambiguous = [(name, found[name]) for name in found if found[name].other is not None]
+        ambiguous = [location for location in found.values() if location.other is not None]
         if ambiguous:
-            name, location = ambiguous[0]
             log.warning("%s: %d image stack name(s) match two files; took the one RELION reads, relative to %s "
-                        "(e.g. %s, not %s)", self.star.path, len(ambiguous), where, location.path, location.other)
-        beside = [name for name in found if not found[name].relion_rule]
+                        "(e.g. %s, not %s)", self.star.path, len(ambiguous), where, ambiguous[0].path,
+                        ambiguous[0].other)
+        beside = [location for location in found.values() if not location.relion_rule]
         if beside:
             log.info("%s: %d of %d image stacks found relative to the STAR file's folder (or one above it), "
-                     "not to %s as RELION reads them (e.g. %s)", self.star.path, len(beside), len(found), where, found[beside[0]].path)
+                     "not to %s as RELION reads them (e.g. %s)", self.star.path, len(beside), len(found), where,
+                     beside[0].path)
 
     def _handle(self, path: Path):
         if path in self._open:
