@@ -39,6 +39,11 @@ class Plugin(pwem.Plugin):
                        description="Shell command run before cryorefine, e.g. 'conda activate cryorefine' "
                                    "when the engine lives in its own environment; empty for none")
 
+    def getName(self):
+        """The name Scipion puts before each protocol's label in run names and menus ("cryorefine - train"),
+        instead of the module's (cryorefine_scipion)."""
+        return "cryorefine"
+
     @classmethod
     def getEnviron(cls):
         env = pwutils.Environ(os.environ)

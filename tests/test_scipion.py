@@ -305,6 +305,31 @@ def test_train_protocol_continues_a_model(project, trained, simulated):
     assert '"train" "--threads" "1" ' in log  # the form's Threads reach the engine (issue 17)
 
 
+def test_a_failed_engine_run_shows_the_engines_reason_in_the_protocols_error(project, simulated):
+    """Issue 17: a failed run showed only "returned non-zero exit status 2" in the GUI."""
+    train = project.newProtocol(ProtCryorefineTrain, inputPairs=simulated.outputPairs, steps=TRAIN_STEPS,
+                                batchSize=4, useGpu=False, extraParams="--no-such-option 3")
+    assert not train.validate()
+    project.launchProtocol(train, wait=True)
+    assert train.isFailed()
+    assert "cryorefine train: error: unrecognized arguments: --no-such-option 3" in train.getErrorMessage()
+
+
+def test_engine_failure_reason_prefers_the_engines_error_line():
+    from cryorefine_scipion.protocols.protocol_base import engine_failure_reason
+
+    logged = "12:00:01 INFO loading\ncryorefine apply: error: the model is 64 px\nwarning: after\n"
+    assert engine_failure_reason(logged) == "cryorefine apply: error: the model is 64 px"
+    assert engine_failure_reason("Traceback ...\nRuntimeError: CUDA failed\n\n") == "RuntimeError: CUDA failed"
+    assert engine_failure_reason("") == ""
+
+
+def test_runs_are_named_cryorefine_and_their_label(project):
+    """Issue 17: runs were named "cryorefine_scipion - <label>"."""
+    assert ProtCryorefineSimulate.getClassLabel() == "cryorefine - simulate pairs"
+    assert project.newProtocol(ProtCryorefineTrain).getObjLabel() == "cryorefine - train"
+
+
 @pytest.mark.parametrize("protocol", ["ProtCryorefineSimulate", "ProtCryorefineTrain", "ProtCryorefineRefine",
                                       "ProtCryorefineScene", "ProtCryorefineTranslate"])
 def test_use_gpu_follows_the_machine_and_a_gpu_run_on_a_host_without_one_is_refused(protocol):

@@ -2,11 +2,15 @@
 registering a scene's coordinates."""
 
 import os
+import re
 import shlex
 import shutil
+import subprocess
+import sys
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
+from pyworkflow.exceptions import PyworkflowException
 
 from cryorefine_scipion import Plugin
 from cryorefine_scipion.convert import Scene, fill_scene_coordinates, fill_scene_ctfs, is_mrc_stack
@@ -52,6 +56,23 @@ def host_has_cuda() -> bool:
     return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
+# The engine's one-line reason for refusing or stopping: `cryorefine COMMAND: error: ...` (cryorefine.cli).
+ENGINE_ERROR_LINE = re.compile(r"^cryorefine[\w ]*: (error: |interrupted)")
+
+
+class EngineFailed(PyworkflowException):
+    """A `cryorefine` run that ended with a non-zero status; Scipion shows its message in the GUI, where a
+    bare exit status would send the user to the log."""
+
+
+def engine_failure_reason(stderr: str) -> str:
+    """The line that explains a failed engine run: its own error line, else the last line it wrote
+    (an unexpected exception's), else empty."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    explained = [line for line in lines if ENGINE_ERROR_LINE.match(line)]
+    return (explained or lines or [""])[-1]
+
+
 class ProtCryorefineBase(EMProtocol):
     """Base of the cryorefine protocols: GPU selection and the call of the `cryorefine` program."""
 
@@ -95,8 +116,29 @@ class ProtCryorefineBase(EMProtocol):
         env["OMP_NUM_THREADS"] = str(threads)
         if self.usesGpu():
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in self.getGpuList())
-        self.runJob(Plugin.getProgram(), [command, "--threads", str(threads), *map(str, arguments)], env=env,
-                    numberOfMpi=1)
+        stderr_log = self.getStderrLog()  # the engine's stderr goes to the run's log (Scipion redirects it)
+        sys.stderr.flush()
+        start = os.path.getsize(stderr_log) if os.path.exists(stderr_log) else 0
+        try:
+            self.runJob(Plugin.getProgram(), [command, "--threads", str(threads), *map(str, arguments)], env=env,
+                        numberOfMpi=1)
+        except subprocess.CalledProcessError as failure:
+            raise EngineFailed(self._failureMessage(command, failure.returncode, stderr_log, start)) from failure
+
+    @staticmethod
+    def _failureMessage(command: str, status: int, stderr_log: str, start: int) -> str:
+        """What the engine wrote to stderr during this call (from byte `start` of the log), in one line."""
+        written = ""
+        if os.path.exists(stderr_log):
+            with open(stderr_log, errors="replace") as handle:
+                handle.seek(start)
+                written = handle.read()
+        reason = engine_failure_reason(written)
+        if ENGINE_ERROR_LINE.match(reason):
+            return reason
+        if reason:
+            return f"cryorefine {command} failed (exit status {status}): {reason}"
+        return f"cryorefine {command} failed with exit status {status} and no message; see the Output Log."
 
     def _defineSceneCoordinatesAndCtf(self, scene: Scene, micrographs, box: int) -> tuple:
         """Register the scene's particle coordinates and true defocus on `micrographs`, which must already
