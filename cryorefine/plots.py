@@ -16,9 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from cryorefine import spectra  # noqa: E402
 from cryorefine.io.atomic import atomic_path  # noqa: E402
 
 
@@ -36,10 +34,17 @@ def _log_amplitude(image: np.ndarray) -> np.ndarray:
 def plot_panels(path: str | os.PathLike, sim: np.ndarray, fake: np.ndarray, raw: np.ndarray, *, title: str,
                 fake_label: str = "fake", max_columns: int = 6) -> None:
     """Rows sim / fake / raw, each followed by its log(1 + |F|) row; one column per particle (n, H, W)."""
-    sets = {"sim": np.asarray(sim), fake_label: np.asarray(fake), "raw": np.asarray(raw)}
+    plot_image_sets(path, {"sim": sim, fake_label: fake, "raw": raw}, title=title, max_columns=max_columns)
+
+
+def plot_image_sets(path: str | os.PathLike, sets: dict[str, np.ndarray], *, title: str, max_columns: int = 6) -> None:
+    """One row per named set of paired images (n, H, W), each followed by its log(1 + |F|) row; column j is
+    particle j of every set. Needs no torch, so Scipion's plugin draws generated particles with it."""
+    sets = {name: np.asarray(images) for name, images in sets.items()}
     n = min(max_columns, *(len(v) for v in sets.values()))
-    figure, axes = plt.subplots(6, n, figsize=(1.6 * n, 1.6 * 6), squeeze=False)
-    # One grey scale per row kind, shared by sim/fake/raw so their contrast is comparable.
+    rows = 2 * len(sets)
+    figure, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.6 * rows), squeeze=False)
+    # One grey scale for all sets, so their contrast is comparable.
     real_range = np.percentile(np.concatenate([v[:n].ravel() for v in sets.values()]), [1, 99])
     for k, (name, images) in enumerate(sets.items()):
         for j in range(n):
@@ -60,6 +65,10 @@ def plot_rpsd_curves(path: str | os.PathLike, curves: dict[str, np.ndarray], *, 
     A value of shape (N, H, W) is an image set (its mean RPSD is drawn); a 1D value is taken
     as an RPSD already computed by `spectra.radial_log_power`.
     """
+    import torch  # here, not at the top: the image figures are drawn where torch is absent
+
+    from cryorefine import spectra
+
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for name, values in curves.items():
         values = np.asarray(values, dtype=np.float32)

@@ -21,3 +21,6 @@ SCENE_MICROGRAPH = "micrograph_{:03d}.mrc"
 SCENE_CLEAN_MICROGRAPH = "clean_{:03d}.mrc"
 SCENE_COORDINATES = "coords_{:03d}.star"
 TRANSLATED_MICROGRAPH = "translated_{:03d}.mrc"
+
+# Files the plugin writes itself.
+GENERATED_PLOT = "generated.png"  # a generate run's particles above their clean images

@@ -116,6 +116,24 @@ def is_mrc_stack(filename: str) -> bool:
     return filename.lower().endswith(MRC_EXTENSIONS)
 
 
+def read_images(particles: SetOfParticles, limit: int | None = None) -> np.ndarray:
+    """The pixels of a set's first `limit` particles (all when None), in id order, from the MRC stacks it
+    points to (memory-mapped, so a few images of a large stack are cheap)."""
+    stacks = {}
+    images = []
+    try:
+        for particle in particles.iterItems(orderBy="id", limit=limit):
+            index, filename = particle.getLocation()
+            if filename not in stacks:
+                stacks[filename] = mrcfile.mmap(filename, mode="r", permissive=True)
+            data = stacks[filename].data
+            images.append(np.array(data[index - 1] if data.ndim == 3 else data, dtype=np.float32))
+    finally:
+        for handle in stacks.values():
+            handle.close()
+    return np.stack(images)
+
+
 # ---------------------------------------------------------------- writing
 
 

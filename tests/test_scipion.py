@@ -16,6 +16,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests._scipion import headless_project
 from tests._scipion import launch_protocol as _launch
@@ -31,6 +32,7 @@ from cryorefine.io.star import particle_parameters, read_particle_star  # noqa: 
 from cryorefine_scipion.constants import SIM_CORRELATION_ATTR  # noqa: E402
 from cryorefine_scipion.convert import (  # noqa: E402
     RelionPose,
+    read_images,
     relion_pose,
     relion_rotation,
     scipion_matrix,
@@ -208,19 +210,6 @@ def _assert_same_particles_metadata(output, source):
         assert particle.getAcquisition().getSphericalAberration() == original.getAcquisition().getSphericalAberration()
 
 
-def _images(particles) -> np.ndarray:
-    """The pixels of a set, in id order, read from the files the set points to."""
-    stacks = {}
-    images = []
-    for particle in particles.iterItems(orderBy="id"):
-        index, filename = particle.getLocation()
-        if filename not in stacks:
-            with mrcfile.open(filename, permissive=True) as handle:
-                stacks[filename] = np.asarray(handle.data, dtype=np.float32).copy()
-        images.append(stacks[filename][index - 1])
-    return np.stack(images)
-
-
 def test_relion_import_keeps_3d_alignment_and_agrees_with_our_conversion(trpv1):
     """Scipion's RELION importer guesses 2D/3D from the first row: check the angles survived,
     and that its transforms equal ours (two independent implementations of the convention)."""
@@ -275,11 +264,11 @@ def test_simulate_protocol_registers_pairs_like_the_engine_run_directly(simulate
     assert result.returncode == 0, result.stderr
     with mrcfile.open(direct / "sim.mrcs") as handle:
         expected = np.asarray(handle.data, dtype=np.float32)
-    through_scipion = _images(sim)
+    through_scipion = read_images(sim)
     for i in range(10):
         assert _pearson(through_scipion[i], expected[i]) >= 0.999
     with mrcfile.open(direct / "raw.mrcs") as handle:
-        np.testing.assert_allclose(_images(raw), handle.data, atol=1e-4)
+        np.testing.assert_allclose(read_images(raw), handle.data, atol=1e-4)
 
 
 def test_train_protocol_registers_a_model_with_plots(trained, simulated):
@@ -324,6 +313,15 @@ def test_engine_failure_reason_prefers_the_engines_error_line():
     assert engine_failure_reason("") == ""
 
 
+def test_plots_shrink_to_fit_the_screen_keeping_their_aspect():
+    """Issue 17: the loss plot opened at 1189 × 1289 px, taller than a laptop's screen."""
+    from cryorefine_scipion.viewers.viewer_plots import fit_to_screen
+
+    width, height = fit_to_screen((1189, 1289), (1920, 1080))
+    assert height <= 0.8 * 1080 and width / height == pytest.approx(1189 / 1289, rel=0.01)
+    assert fit_to_screen((500, 350), (1920, 1080)) == (500, 350)  # small plots are not enlarged
+
+
 def test_runs_are_named_cryorefine_and_their_label(project):
     """Issue 17: runs were named "cryorefine_scipion - <label>"."""
     assert ProtCryorefineSimulate.getClassLabel() == "cryorefine - simulate pairs"
@@ -350,9 +348,9 @@ def test_refine_apply_keeps_poses_and_ctf_and_evaluates(project, trained, simula
                       useGpu=False)
     output = refined.outputParticles
     _assert_same_particles_metadata(output, simulated.outputSimParticles)
-    images = _images(output)
+    images = read_images(output)
     assert images.shape == (10, 48, 48) and np.isfinite(images).all() and images.std() > 0
-    assert not np.allclose(images, _images(simulated.outputSimParticles))
+    assert not np.allclose(images, read_images(simulated.outputSimParticles))
     assert os.path.exists(refined.evaluationDir("metrics.json"))
     viewer = CryorefinePlotsViewer(project=project)
     viewer.setProtocol(refined)
@@ -377,7 +375,13 @@ def test_refine_generate_makes_new_particles_at_template_poses(project, trained,
             assert round(particle.getCTF().getDefocusU(), 1) in template_defoci
             assert particle.getCTF().getDefocusU() >= particle.getCTF().getDefocusV() > 0
             assert particle.getAcquisition().getVoltage() == 300
-        assert np.isfinite(_images(output)).all()
+        assert np.isfinite(read_images(output)).all()
+    # Issue 17: the viewer said "No plots yet" for generate; now it offers the particles beside their clean images.
+    viewer = CryorefinePlotsViewer(project=project)
+    viewer.setProtocol(generated)
+    assert list(viewer._plots().values()) == [generated.generatedPlot()]
+    with Image.open(generated.generatedPlot()) as panel:
+        assert panel.width > 6 * 100 and panel.height > 4 * 100  # 6 particles, rows generated / clean and their |F|
 
 
 def test_validation_explains_unusable_inputs(project, trained, trpv1):

@@ -6,10 +6,11 @@ import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
 from cryorefine.gan.config import APPLY_NOISE, GENERATE_NOISE, NOISE_CHOICES
-from cryorefine_scipion.constants import PARTICLES_STAR
+from cryorefine_scipion.constants import GENERATED_PLOT, PARTICLES_STAR
 from cryorefine_scipion.convert import (
     fill_from_sources,
     particle_from_row,
+    read_images,
     read_particles_star,
     write_particles_star,
 )
@@ -24,6 +25,7 @@ MODE_APPLY, MODE_GENERATE = 0, 1
 NOISE_MODELS = NOISE_CHOICES  # the engine's list and defaults (`apply/generate --noise`)
 POSE_SOURCES = ("uniform", "like")
 CLEAN_STAR = "clean.star"
+PANEL_PARTICLES = 6
 
 
 class RefineOutputs(Enum):
@@ -86,6 +88,8 @@ class ProtCryorefineRefine(ProtCryorefineBase):
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
         if self._isApply() and self.rawParticles.get() is not None:
             self._insertFunctionStep(self.evaluateStep, needsGPU=True)
+        if not self._isApply():
+            self._insertFunctionStep(self.plotGeneratedStep, needsGPU=False)
 
     def _isApply(self) -> bool:
         return self.mode.get() == MODE_APPLY
@@ -98,6 +102,9 @@ class ProtCryorefineRefine(ProtCryorefineBase):
 
     def evaluationDir(self, *parts) -> str:
         return self._getExtraPath("evaluation", *parts)
+
+    def generatedPlot(self) -> str:
+        return self._getExtraPath(GENERATED_PLOT)
 
     def _noise(self) -> str:
         return NOISE_MODELS[(self.noise if self._isApply() else self.generateNoise).get()]
@@ -146,6 +153,16 @@ class ProtCryorefineRefine(ProtCryorefineBase):
         for row in star.rows:
             particles.append(particle_from_row(row, star, template.getAcquisition()))
         return particles
+
+    def plotGeneratedStep(self):
+        """A panel of the first generated particles above their clean images, for the viewer: the engine's
+        generate writes no plot."""
+        from cryorefine.plots import plot_image_sets  # sets matplotlib's Agg backend: not in Scipion's GUI
+
+        sets = {"generated": read_images(self.outputParticles, PANEL_PARTICLES),
+                "clean": read_images(self.outputCleanParticles, PANEL_PARTICLES)}
+        plot_image_sets(self.generatedPlot(), sets, max_columns=PANEL_PARTICLES,
+                        title=f"Generated particles ({self._noise()} noise) and their clean images")
 
     def evaluateStep(self):
         raw_star = self._getExtraPath("raw_particles.star")

@@ -6,7 +6,7 @@ import os
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer, View, Viewer
 
-from cryorefine_scipion.constants import MODEL_PLOTS
+from cryorefine_scipion.constants import GENERATED_PLOT, MODEL_PLOTS
 from cryorefine_scipion.objects import CryorefineModel
 from cryorefine_scipion.protocols import ProtCryorefineRefine, ProtCryorefineTrain
 
@@ -17,24 +17,43 @@ PLOT_TITLES = {
     "histograms.png": "Pixel value histograms",
     "frc.png": "Fourier ring correlation with the simulations",
     "noise_power.png": "Noise power spectra",
+    GENERATED_PLOT: "Generated particles and their clean images",
 }
 
 
+SCREEN_FRACTION = 0.8  # a plot window takes at most this share of the screen's height and width
+
+
+def fit_to_screen(size: tuple, screen: tuple, fraction: float = SCREEN_FRACTION) -> tuple:
+    """(width, height) scaled down, aspect kept, to fit `fraction` of the screen; never enlarged."""
+    scale = min(1.0, fraction * screen[0] / size[0], fraction * screen[1] / size[1])
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 class PngView(View):
-    """A window showing one PNG file (Tk reads PNG natively)."""
+    """A window showing one PNG file, shrunk to fit the screen (the engine saves plots at 100 dpi,
+    which can be taller than a laptop's screen)."""
 
     def __init__(self, path: str, title: str = ""):
         View.__init__(self)
         self.path = os.path.abspath(path)
         self.title = title or os.path.basename(path)
+        self.window = None
 
     def show(self):
         import tkinter as tk
 
-        window = tk.Toplevel()
-        window.title(self.title)
-        image = tk.PhotoImage(master=window, file=self.path)
-        label = tk.Label(window, image=image)
+        from PIL import Image, ImageTk
+
+        self.window = tk.Toplevel()
+        self.window.title(self.title)
+        picture = Image.open(self.path)
+        screen = (self.window.winfo_screenwidth(), self.window.winfo_screenheight())
+        size = fit_to_screen(picture.size, screen)
+        if size != picture.size:
+            picture = picture.resize(size, Image.LANCZOS)
+        image = ImageTk.PhotoImage(picture, master=self.window)
+        label = tk.Label(self.window, image=image)
         label.image = image  # keep a reference, or Tk drops the picture
         label.pack()
 
@@ -49,7 +68,8 @@ def protocol_plots(protocol) -> list:
     if isinstance(protocol, ProtCryorefineTrain) and hasattr(protocol, "outputModel"):
         return model_plots(protocol.outputModel)
     if isinstance(protocol, ProtCryorefineRefine):
-        return sorted(glob.glob(protocol.evaluationDir("plots", "*.png")))
+        generated = [protocol.generatedPlot()] if os.path.exists(protocol.generatedPlot()) else []
+        return generated + sorted(glob.glob(protocol.evaluationDir("plots", "*.png")))
     return []
 
 
