@@ -1,14 +1,31 @@
-"""One rule for `--device` in every command: cpu, cuda, cuda:N, or auto (cuda when available)."""
+"""One rule for `--device` in every command: cpu, cuda, cuda:N, or auto (cuda when available).
+
+Torch-free at import, so the adapters (Scipion's GUI, the RELION wrapper) can ask `host_has_cuda`
+without loading torch."""
 
 from __future__ import annotations
 
-import torch
+import os
+import shutil
+from typing import TYPE_CHECKING
 
 from cryorefine.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+NO_GPU_REASON = "this machine has no NVIDIA GPU driver (no /proc/driver/nvidia, no nvidia-smi)"
+
+
+def host_has_cuda() -> bool:
+    """Whether this machine has an NVIDIA driver: what both adapters decide a GPU default and a GPU refusal by."""
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """The device for `--device NAME`; a bare `cuda` means this process's GPU under torchrun (LOCAL_RANK)."""
+    import torch
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:

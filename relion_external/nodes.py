@@ -28,18 +28,23 @@ class NodeKind(enum.Enum):
     PARTICLES = "particles"
     MAP = "map"
     MASK = "mask"
+    MODEL = "model"  # a trained cryorefine model, registered by its config.json
 
 
-# RELION 3.1 integer node types and the 4.0 / 5.0 labels (src/pipeline_jobs.h of each version).
+# RELION 3.1 integer node types and the 4.0 / 5.0 labels (src/pipeline_jobs.h of each version). A trained
+# model is parameters for a later job, as RELION's own polishing parameters (3.1: 15) and Topaz's model
+# (4.0: ProcessData.sav.topaz.model, 5.0: ParamsData.sav.topaz.model) are.
 _NODE_TYPES: dict[RelionVersion, dict[NodeKind, str]] = {
     RelionVersion.V3_1: {NodeKind.MICROGRAPHS: "1", NodeKind.COORDINATES: "2", NodeKind.PARTICLES: "3",
-                         NodeKind.MAP: "6", NodeKind.MASK: "7"},
+                         NodeKind.MAP: "6", NodeKind.MASK: "7",
+                         NodeKind.MODEL: "15"},
     RelionVersion.V4_0: {
         NodeKind.MICROGRAPHS: "MicrographsData.star.relion",
         NodeKind.COORDINATES: "MicrographsCoords.star.relion",
         NodeKind.PARTICLES: "ParticlesData.star.relion",
         NodeKind.MAP: "DensityMap.mrc",
         NodeKind.MASK: "Mask3D.mrc",
+        NodeKind.MODEL: "ProcessData.json.cryorefine.model",
     },
     RelionVersion.V5_0: {
         NodeKind.MICROGRAPHS: "MicrographGroupMetadata.star.relion",
@@ -47,6 +52,7 @@ _NODE_TYPES: dict[RelionVersion, dict[NodeKind, str]] = {
         NodeKind.PARTICLES: "ParticleGroupMetadata.star.relion",
         NodeKind.MAP: "DensityMap.mrc",
         NodeKind.MASK: "Mask3D.mrc",
+        NodeKind.MODEL: "ParamsData.json.cryorefine.model",
     },
 }
 

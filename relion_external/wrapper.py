@@ -32,6 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
+from cryorefine.artifacts import ModelFolder, PairsFolder, ParticlesFolder
+from cryorefine.device import NO_GPU_REASON, host_has_cuda
 from cryorefine.errors import InputError
 from cryorefine.unpaired.config import METHODS
 from relion_external.micrographs import (
@@ -101,6 +103,10 @@ ENGINE_PARAMETERS = (
     EngineParameter("dose", "--dose", ("scene",), float, "electrons per Å² (0: no noise)"),
     EngineParameter("placement", "--placement", ("scene",), str, "uniform, clustered or boundary"),
     EngineParameter("ice_thickness", "--ice-thickness", ("scene",), float, "mean ice thickness (Å)"),
+    EngineParameter("voltage", "--voltage", ("scene",), float, "acceleration voltage of the scene (kV)"),
+    EngineParameter("cs", "--cs", ("scene",), float, "spherical aberration of the scene (mm)"),
+    EngineParameter("amplitude_contrast", "--amplitude-contrast", ("scene",), float,
+                    "amplitude contrast of the scene (fraction)"),
     EngineParameter("tile", "--tile", ("translate train",), int, "training tile size (px)"),
     EngineParameter("base_channels", "--base-channels", ("translate train",), int, "network base channels"),
     EngineParameter("depth", "--depth", ("translate train",), int, "network depth"),
@@ -154,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--j", dest="threads", type=int, default=1, help="CPU threads for the engine")
     parser.add_argument("--pipeline_control", help="added by RELION; not used")
     parser.add_argument("--mode", choices=MODES, default="all", help="steps to run (default: all)")
-    parser.add_argument("--model", type=Path, help="model directory of an earlier train job (refine, generate)")
+    parser.add_argument("--model", type=Path, help="an earlier train job's model: its model node "
+                        "(External/jobNNN/model/config.json), its model folder or the job's folder (refine, generate)")
     parser.add_argument("--n", type=int, help="number of particles to generate")
     parser.add_argument("--gpu", help="GPU number, shorthand for --device cuda:N")
     parser.add_argument("--species", nargs="+", default=[],
@@ -241,22 +248,28 @@ def _pairs_dir(job: JobRequest, simulated_here: bool) -> Path:
     if simulated_here:
         return job.job_dir / "pairs"
     own = job.job_dir / "pairs"
-    if (own / "sim.star").is_file() and (own / "raw.star").is_file():
+    if PairsFolder.holds_pairs(own):
         return own
-    if job.particles is not None:
-        folder = job.particles.parent
-        if (folder / "sim.star").is_file() and (folder / "raw.star").is_file():
-            return folder
+    if job.particles is not None and PairsFolder.holds_pairs(job.particles.parent):
+        return job.particles.parent
     raise JobFailure(
         f"mode {job.mode} needs simulated pairs: run mode simulate first and give its pairs/sim.star as the input particles"
     )
 
 
+def _given_model(model: Path) -> Path:
+    """The model folder from what a user copies out of RELION: the model node (its config.json), the model
+    folder, or the train job's folder."""
+    for folder in (model.parent if model.name == ModelFolder.CONFIG else model, model / "model"):
+        if (folder / ModelFolder.CONFIG).is_file():
+            return folder
+    raise JobFailure(f"model {model} is not a trained model: give a train job's model node "
+                     f"(External/jobNNN/model/{ModelFolder.CONFIG}), its model folder or the job's folder")
+
+
 def _model_dir(job: JobRequest, trained_here: bool) -> Path:
     if job.model is not None:
-        if not job.model.is_dir():
-            raise JobFailure(f"model directory {job.model} does not exist")
-        return job.model
+        return _given_model(job.model)
     if trained_here or (job.job_dir / "model").is_dir():
         return job.job_dir / "model"
     raise JobFailure(f"mode {job.mode} needs a trained model: set the parameter model to a train job's model folder")
@@ -314,6 +327,11 @@ def plan_steps(job: JobRequest, version: RelionVersion = RelionVersion.V3_1) -> 
 
     `version`, the project's RELION, decides the form of coordinate nodes (scene, translate).
     """
+    device = str(job.engine_values.get("device", ""))
+    if device.startswith("cuda") and not host_has_cuda():
+        # As Scipion's form refuses Use GPU on such a host; left empty, the engine uses what the machine has.
+        raise JobFailure(f"device {device} asks for a GPU but {NO_GPU_REASON}: leave gpu and device empty to use "
+                         "what the machine has, or submit to a queue with GPUs")
     if job.mode == "scene":
         return [_scene_step(job, version)]
     if job.mode == "translate":
@@ -335,31 +353,36 @@ def plan_steps(job: JobRequest, version: RelionVersion = RelionVersion.V3_1) -> 
             "simulate",
             ["simulate", "--particles", str(particles), "--map", str(reference), "--out", str(pairs),
              "--project-dir", ".", *mask, *_engine_options(job, "simulate")],
-            [OutputNode(str(pairs / "sim.star"), NodeKind.PARTICLES), OutputNode(str(pairs / "raw.star"), NodeKind.PARTICLES)],
+            [OutputNode(str(pairs / PairsFolder.SIM_STAR), NodeKind.PARTICLES),
+             OutputNode(str(pairs / PairsFolder.RAW_STAR), NodeKind.PARTICLES)],
         ))
     if "train" in names:
         # A re-run job (RELION's Continue, or after an abort) goes on from its last checkpoint.
-        resume = ["--resume"] if (job_dir / "model" / "checkpoint.pt").is_file() else []
-        steps.append(Step("train", ["train", "--pairs", str(pairs), "--out", str(job_dir / "model"), *resume,
-                                    *_engine_options(job, "train")]))
+        model = job_dir / "model"
+        resume = ["--resume"] if (model / ModelFolder.CHECKPOINT).is_file() else []
+        steps.append(Step("train", ["train", "--pairs", str(pairs), "--out", str(model), *resume,
+                                    *_engine_options(job, "train")],
+                          [OutputNode(str(model / ModelFolder.CONFIG), NodeKind.MODEL)]))
     if "refine" in names or "generate" in names:
         model = _model_dir(job, trained_here="train" in names)
     if "refine" in names:
         refined = job_dir / "refined"
         steps.append(Step(
             "refine",
-            ["apply", "--model", str(model), "--particles", str(pairs / "sim.star"), "--out", str(refined),
+            ["apply", "--model", str(model), "--particles", str(pairs / PairsFolder.SIM_STAR), "--out", str(refined),
              "--project-dir", ".", *_engine_options(job, "apply")],
-            [OutputNode(str(refined / "particles.star"), NodeKind.PARTICLES)],
+            [OutputNode(str(refined / ParticlesFolder.PARTICLES_STAR), NodeKind.PARTICLES)],
         ))
     if "generate" in names:
         generated = job_dir / "generated"
         reference = _require_file(job.reference, "a 3D reference map (in_3dref)", "generate")
         steps.append(Step(
             "generate",
-            ["generate", "--model", str(model), "--map", str(reference), "--like", str(pairs / "raw.star"),
+            ["generate", "--model", str(model), "--map", str(reference), "--like", str(pairs / PairsFolder.RAW_STAR),
              "--n", str(job.n), "--out", str(generated), "--project-dir", ".", *_engine_options(job, "generate")],
-            [OutputNode(str(generated / "particles.star"), NodeKind.PARTICLES)],
+            # The noise-free ground truth too, so a later job can compare with it (e.g. a denoiser's target).
+            [OutputNode(str(generated / ParticlesFolder.PARTICLES_STAR), NodeKind.PARTICLES),
+             OutputNode(str(generated / ParticlesFolder.CLEAN_STAR), NodeKind.PARTICLES)],
         ))
     return steps
 
@@ -395,7 +418,9 @@ def _failure_reason(tail: collections.deque) -> str:
 
 def run_engine_step(step: Step, job: JobRequest) -> None:
     """Run one `cryorefine` command, polling for RELION's abort request while it runs."""
-    command = [sys.executable, "-m", "cryorefine.cli", *step.engine_args]
+    # The job's threads (RELION's --j) for torch, after the command's first word so that `translate train` reads it too.
+    command = [sys.executable, "-m", "cryorefine.cli", step.engine_args[0], "--threads", str(job.threads),
+               *step.engine_args[1:]]
     # Progress bars redraw with carriage returns; in run.out one update every few seconds is plenty.
     env = dict(os.environ, OMP_NUM_THREADS=str(job.threads), MKL_NUM_THREADS=str(job.threads),
                TQDM_MININTERVAL=str(PROGRESS_INTERVAL_SECONDS))

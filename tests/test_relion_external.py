@@ -90,9 +90,10 @@ _rlnMicrographName #1
 _rlnOpticsGroup #2
 epu.mrc 1
 """
-# A tiny scene: 2 micrographs of 256 px at the map's 4.88 Å/px, 5 TRPV1 each (about 5 s on one CPU).
-SCENE_PARAMETERS = ("species", "consensus_map.mrc:5", "size", "256", "pixel_size", "4.88", "n_micrographs", "2",
-                    "defocus", "1.5 2.5", "seed", "3", "device", "cpu")
+# A tiny scene: 2 micrographs of 256 px at the map's 4.88 Å/px (the default), 5 TRPV1 each (about 5 s on one
+# CPU), with optics other than the engine's defaults.
+SCENE_PARAMETERS = ("species", "consensus_map.mrc:5", "size", "256", "n_micrographs", "2", "defocus", "1.5 2.5",
+                    "seed", "3", "device", "cpu", "voltage", "200", "cs", "2.0", "amplitude_contrast", "0.07")
 
 
 def _read_loop(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -192,12 +193,44 @@ def test_mode_all_with_n_plans_every_step_with_project_relative_paths(project: P
                                   "--n", "8", "--steps", "10", "--device", "cpu"]))
     assert [s.engine_args[0] for s in steps] == ["simulate", "train", "apply", "generate"]
     for step in steps:
-        if step.outputs:
+        if any(node.kind is NodeKind.PARTICLES for node in step.outputs):  # STAR files name their stacks
             assert step.engine_args[step.engine_args.index("--project-dir") + 1] == "."
         assert step.engine_args[step.engine_args.index("--device") + 1] == "cpu"
     assert "--steps" in steps[1].engine_args and "--steps" not in steps[0].engine_args
-    assert [n.name for s in steps for n in s.outputs] == [
-        f"{JOB}pairs/sim.star", f"{JOB}pairs/raw.star", f"{JOB}refined/particles.star", f"{JOB}generated/particles.star"]
+    assert [(n.name, n.kind) for s in steps for n in s.outputs] == [
+        (f"{JOB}pairs/sim.star", NodeKind.PARTICLES), (f"{JOB}pairs/raw.star", NodeKind.PARTICLES),
+        (f"{JOB}model/config.json", NodeKind.MODEL), (f"{JOB}refined/particles.star", NodeKind.PARTICLES),
+        (f"{JOB}generated/particles.star", NodeKind.PARTICLES), (f"{JOB}generated/clean.star", NodeKind.PARTICLES)]
+
+
+def test_a_model_is_found_from_its_node_its_folder_or_its_job(project: Path, monkeypatch) -> None:
+    """Issue 17: the train job registers model/config.json; a user may paste that node, the folder or the job."""
+    monkeypatch.chdir(project)
+    train_job = Path("External/job002")
+    (project / train_job / "model").mkdir(parents=True)
+    argv = ["--o", JOB, "--mode", "refine", "--in_parts", "pairs_job/sim.star"]
+    for name in ("sim.star", "raw.star"):
+        (project / "pairs_job").mkdir(exist_ok=True)
+        (project / "pairs_job" / name).write_text("")
+    with pytest.raises(JobFailure, match="External/job002 is not a trained model: give a train job's model node"):
+        plan_steps(parse_job([*argv, "--model", str(train_job)]))
+    (project / train_job / "model" / "config.json").write_text("{}")
+    for given in (train_job / "model" / "config.json", train_job / "model", train_job):
+        (step,) = plan_steps(parse_job([*argv, "--model", str(given)]))
+        assert step.engine_args[step.engine_args.index("--model") + 1] == str(train_job / "model")
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None or Path("/proc/driver/nvidia/version").exists(),
+                    reason="this machine has an NVIDIA driver")
+@pytest.mark.parametrize(("request_gpu", "device"), [(("--gpu", "0"), "cuda:0"), (("--device", "cuda"), "cuda")])
+def test_a_gpu_request_on_a_machine_without_one_fails_before_any_work(project: Path, request_gpu, device) -> None:
+    """Issue 17: as Scipion's form refuses Use GPU there, with the reason where the user looks (run.err)."""
+    result = _run_launcher(project, "--o", JOB, "--in_parts", "particles.star", "--in_3dref", "consensus_map.mrc",
+                           "--mode", "simulate", *request_gpu)
+    assert result.returncode == 1 and _markers(project / JOB) == [FAILURE]
+    (line,) = result.stderr.strip().splitlines()
+    assert f"device {device} asks for a GPU but this machine has no NVIDIA GPU driver" in line
+    assert "leave gpu and device empty" in line and not (project / JOB / "pairs").exists()
 
 
 def test_rerun_job_resumes_training_from_its_checkpoint(project: Path, monkeypatch) -> None:
@@ -251,6 +284,8 @@ def test_simulate_job_registers_particles_with_the_project_labels(project: Path,
     assert _markers(project / JOB) == [SUCCESS]
     columns, rows = _read_loop(project / JOB / "RELION_OUTPUT_NODES.star")
     assert rows == [[f"{JOB}pairs/sim.star", particles_type], [f"{JOB}pairs/raw.star", particles_type]]
+    # the job's threads (--j, or one when left out) reach the engine
+    assert "cryorefine.cli simulate --threads 1 --particles" in result.stdout
     assert "@External/job001/pairs/sim.mrcs" in (project / JOB / "pairs" / "sim.star").read_text()
 
 
@@ -421,12 +456,15 @@ def test_relion_3_1_pipeliner_runs_the_job_and_registers_usable_particles(projec
     pipeline = project / "default_pipeline.star"
     assert [JOB, "None", "99", "2"] in _pipeline_table(pipeline, "pipeline_processes")  # 2 = Succeeded
     nodes = _pipeline_table(pipeline, "pipeline_nodes")
-    for star in ("pairs/sim.star", "pairs/raw.star", "refined/particles.star", "generated/particles.star"):
+    for star in ("pairs/sim.star", "pairs/raw.star", "refined/particles.star", "generated/particles.star",
+                 "generated/clean.star"):
         assert [f"{JOB}{star}", "3"] in nodes
+    assert [f"{JOB}model/config.json", "15"] in nodes  # the model, for the next job's `model` parameter
     assert [JOB, f"{JOB}refined/particles.star"] in _pipeline_table(pipeline, "pipeline_output_edges")
     assert (job_dir / "model" / "plots" / "panels.png").is_file()
 
-    for star, count in (("refined/particles.star", 10), ("pairs/sim.star", 10), ("generated/particles.star", 6)):
+    for star, count in (("refined/particles.star", 10), ("pairs/sim.star", 10), ("generated/particles.star", 6),
+                        ("generated/clean.star", 6)):
         node = f"{JOB}{star}"
         handled = subprocess.run(["relion_star_handler", "--i", node, "--o", "selected.star", "--select",
                                   "rlnAngleTilt", "--minval", "0", "--maxval", "180"],
@@ -553,6 +591,9 @@ def test_relion_3_1_pipeliner_builds_a_scene_extracts_its_particles_and_translat
     nodes = _pipeline_table(pipeline, "pipeline_nodes")
     assert [f"{JOB}micrographs.star", "1"] in nodes and [f"{JOB}coords_suffix_cryorefine.star", "2"] in nodes
     assert "Written: selected.star with 2 item(s)" in _star_handler_count(project, f"{JOB}micrographs.star")
+    optics = read_star_tables(job_dir / "micrographs.star")["optics"].iloc[0]  # the map's pixel size, the optics given
+    assert (float(optics.rlnMicrographPixelSize), float(optics.rlnVoltage), float(optics.rlnSphericalAberration),
+            float(optics.rlnAmplitudeContrast)) == pytest.approx((4.88, 200.0, 2.0, 0.07))
 
     # RELION's own Extract finds every true coordinate and gives each particle its micrograph's defocus
     _pipeliner(project, "--addJob", "Extract", "--addJobOptions",

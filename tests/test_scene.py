@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 
@@ -245,3 +246,22 @@ def test_a_full_disk_during_scene_names_the_file_and_keeps_the_earlier_scene(tmp
     assert "micrograph_000.mrc: could not write (file too large" in errors[0]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == earlier
     assert not list(out.glob(".cryorefine-partial-*"))
+
+
+def test_the_pixel_size_defaults_to_the_first_maps_and_a_map_without_one_is_one_line(tmp_path):
+    """Issue 17: the scene used 1.0 Å whatever the map; a RELION or Scipion user expects the map's sampling."""
+    out = tmp_path / "scene"
+    common = ["--size", "96", "--dose", "0", "--mtf", "none", "--device", "cpu"]
+    assert run_cli("scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:1", *common, "--out", out).returncode == 0
+    with mrcfile.open(out / "micrograph_000.mrc", header_only=True) as header:
+        assert header.voxel_size.x == pytest.approx(4.88, rel=1e-5)
+    assert json.loads((out / "scene.json").read_text())["config"]["pixel_size"] == pytest.approx(4.88, rel=1e-6)
+
+    unsampled = tmp_path / "no_voxel.mrc"
+    with mrcfile.new(unsampled) as handle:
+        handle.set_data(mrcfile.read(TRPV1 / "consensus_map.mrc"))
+        handle.voxel_size = 0.0
+    result = run_cli("scene", "--species", f"{unsampled}:1", *common, "--out", tmp_path / "other")
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "no usable voxel size" in errors[0], result.stderr
+    assert str(unsampled) in errors[0] and not (tmp_path / "other").exists()

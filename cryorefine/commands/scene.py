@@ -38,13 +38,17 @@ if TYPE_CHECKING:  # the builder loads torch, which --help and argument errors s
 
 log = logging.getLogger(__name__)
 
+MODELS_ONLY_PIXEL_SIZE_A = 1.0
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--species", action="append", required=True, metavar="PATH[:COPIES[:NAME]]",
                         help="a map or atomic model and its copies per micrograph (repeatable)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--size", type=int, default=1024, help="micrograph size in pixels (default 1024)")
-    parser.add_argument("--pixel-size", type=float, default=1.0, metavar="A", help="Å per pixel (default 1.0)")
+    parser.add_argument("--pixel-size", type=float, metavar="A",
+                        help="Å per pixel (default: the first map's voxel size; "
+                        f"{MODELS_ONLY_PIXEL_SIZE_A:g} Å when every species is an atomic model)")
     parser.add_argument("--n-micrographs", type=int, default=1, metavar="N", help="micrographs to build (default 1)")
     parser.add_argument("--placement", choices=PLACEMENT_MODES, default="uniform", help="placement rule")
     parser.add_argument("--min-separation", type=float, metavar="A",
@@ -74,7 +78,21 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="electrons per Å² for Poisson noise; 0 = no noise, intensity units (default 40)")
     parser.add_argument("--mtf", choices=MTF_KINDS, default="sinc", help="detector MTF (default sinc)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="torch device for the projections (default cpu)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:N or auto for the projections (default: cuda if available)")
+
+
+def default_pixel_size(specs: list[str]) -> float:
+    """The first map's voxel size: its particles then need no resampling, and the scene has the sampling of
+    the reconstruction it came from."""
+    from cryorefine.io.mrc import read_voxel_size
+    from cryorefine.scene.species import MAP_SUFFIXES
+
+    for spec in specs:
+        path = Path(spec.split(":")[0])
+        if path.suffix.lower() in MAP_SUFFIXES:
+            return read_voxel_size(path)
+    return MODELS_ONLY_PIXEL_SIZE_A
 
 
 def parse_species(specs: list[str], pixel_size: float) -> list[Species]:
@@ -95,18 +113,20 @@ def parse_species(specs: list[str], pixel_size: float) -> list[Species]:
 
 
 def _config(args: argparse.Namespace) -> SceneConfig:
+    from cryorefine.device import resolve_device
     from cryorefine.scene.builder import SceneConfig
 
     if args.size < 32:
         raise InputError(args.out, f"--size {args.size} is too small (at least 32 pixels)")
+    pixel_size = default_pixel_size(args.species) if args.pixel_size is None else args.pixel_size
     return SceneConfig(
-        size=args.size, pixel_size=args.pixel_size, placement=args.placement, min_separation_a=args.min_separation,
+        size=args.size, pixel_size=pixel_size, placement=args.placement, min_separation_a=args.min_separation,
         chain_length=args.chain_length, band_radius_a=args.band_radius, band_width_a=args.band_width,
         ice=IceConfig(args.ice_thickness, args.ice_correlation_length, args.ice_roughness, args.ice_gradient,
                       args.inelastic_mfp),
         defocus_range_um=tuple(args.defocus), astigmatism_a=args.astigmatism,
         optics=Optics(args.voltage, args.cs, args.amplitude_contrast, args.bfactor),
-        dose_per_a2=args.dose or None, mtf=args.mtf, device=args.device)
+        dose_per_a2=args.dose or None, mtf=args.mtf, device=str(resolve_device(args.device)))
 
 
 def main(args: argparse.Namespace) -> None:

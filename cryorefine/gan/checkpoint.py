@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from cryorefine import __version__
+from cryorefine.artifacts import ModelFolder
 from cryorefine.errors import InputError, OutputError
 from cryorefine.gan import config as cfg
 from cryorefine.gan.data import Normalisation
@@ -24,8 +25,7 @@ from cryorefine.gan.models import Generator, build_generator
 from cryorefine.io.atomic import atomic_path, write_json
 
 FORMAT = "cryorefine-gan"
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.json"
+CHECKPOINT_NAME, CONFIG_NAME = ModelFolder.CHECKPOINT, ModelFolder.CONFIG
 
 
 @dataclass

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from cryorefine import noise, plots, spectra
+from cryorefine.artifacts import ModelFolder
 from cryorefine.errors import CryorefineError, InputError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 # Fewer training pairs than this get a warning: the model would learn these images, not the data set.
 FEW_TRAINING_PAIRS = 200
 
-LOG_NAME = "log.csv"
+LOG_NAME = ModelFolder.LOG
 LOG_COLUMNS = (
     "step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd", "loss_histogram",
     "fixed_rpsd_l1", "fixed_rpsd_mse", "val_rpsd_l1", "val_rpsd_mse", "val_pixel_l1", "val_pixel_mse",

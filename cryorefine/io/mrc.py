@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -66,6 +67,16 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
         raise InputError(path, "map contains NaN or Inf values")
     _refuse_degenerate(path, data, "map")
     return data, voxel
+
+
+def read_voxel_size(path: str | os.PathLike) -> float:
+    """A map's voxel size in Å from its header alone (no data read); refuses a header without one."""
+    path = Path(path)
+    with _open_mmap(path) as handle:
+        voxel = float(handle.voxel_size.x)
+    if not (math.isfinite(voxel) and voxel > 0):
+        raise InputError(path, f"map header has no usable voxel size ({voxel:g} Å)")
+    return voxel
 
 
 def read_micrograph(path: str | os.PathLike) -> tuple[np.ndarray, float]:
