@@ -163,8 +163,6 @@ def output_tables(star: ParticleStar, rows: np.ndarray, stack_name: str, box: in
     optics = star.optics.copy()
     optics["rlnImagePixelSize"] = pixel
     optics["rlnImageSize"] = box
-    if "rlnImageDimensionality" not in optics:
-        optics["rlnImageDimensionality"] = 2
     particles = star.particles.iloc[rows].reset_index(drop=True).copy()
     particles["rlnImageName"] = [f"{i + 1:06d}@{stack_name}" for i in range(len(rows))]
     particles[CORRELATION_COLUMN] = correlations
@@ -185,11 +183,13 @@ class ScaleFit:
         self.power: dict[int, float] = {}
 
     def add(self, groups: np.ndarray, raw: torch.Tensor, sim: torch.Tensor) -> None:
+        # Per-image sums first: one pass over the batch, not a masked copy of it per optics group.
+        cross = (raw * sim).sum((-2, -1)).double().cpu().numpy()
+        power = (sim * sim).sum((-2, -1)).double().cpu().numpy()
         for group in np.unique(groups):
-            sel = torch.as_tensor(groups == group, device=sim.device)
-            key = int(group)
-            self.cross[key] = self.cross.get(key, 0.0) + float((raw[sel] * sim[sel]).sum())
-            self.power[key] = self.power.get(key, 0.0) + float((sim[sel] ** 2).sum())
+            selected, key = groups == group, int(group)
+            self.cross[key] = self.cross.get(key, 0.0) + float(cross[selected].sum())
+            self.power[key] = self.power.get(key, 0.0) + float(power[selected].sum())
 
     def scales(self) -> dict[int, float]:
         return {g: (self.cross[g] / self.power[g] if self.power[g] > 0 else 0.0) for g in self.cross}
@@ -276,8 +276,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
                 sim_out.write(start, sim.cpu().numpy())
             scales = fit.scales()
             row_scale = np.array([scales[int(g)] for g in groups], dtype=np.float32)
-            for start in range(0, len(rows), 1024):
-                sim_out.data[start : start + 1024] *= row_scale[start : start + 1024, None, None]
+            sim_out.scale_rows(row_scale)
         simulator.close()
 
         for name in ("raw", "sim"):

@@ -1,7 +1,8 @@
 """Turn simulated particles into realistic ones with a trained model (or a fitted noise baseline).
 
-Writes OUT/particles.star + particles.mrcs: the input's rows and metadata, only rlnImageName
-changed. Images are streamed in batches; nothing appears in OUT unless the run completes.
+Writes OUT/particles.star + particles.mrcs: the input's rows and metadata, rlnImageName changed
+and the CTF columns the input leaves to their defaults stated (see io.star.write_particle_star).
+Images are streamed in batches; nothing appears in OUT unless the run completes.
 
 Examples:
   cryorefine apply --model model/ --particles pairs/sim.star --out realistic/
@@ -63,7 +64,7 @@ def main(args: argparse.Namespace) -> None:
                     writer.write(start, refiner(images.read(rows), [keys[i] for i in rows]))
             particles = star.particles.copy()
             particles["rlnImageName"] = [f"{i + 1:06d}@{stack}" for i in range(n)]
-            write_particle_star(staged.path("particles.star"), star.optics, particles)
+            write_particle_star(staged.path("particles.star"), star.optics.assign(rlnImageSize=images.box), particles)
     finally:
         images.close()
     log.info("wrote %d particles (%s noise) to %s", n, args.noise, args.out)

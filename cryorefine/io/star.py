@@ -35,6 +35,9 @@ NUMERIC_COLUMNS = ("rlnOpticsGroup", "rlnImagePixelSize", "rlnImageSize", "rlnIm
                    "rlnDetectorPixelSize", "rlnMagnification", "rlnOriginX", "rlnOriginY", "rlnOriginXAngst",
                    "rlnOriginYAngst", "rlnCtfDataAreCtfPremultiplied", "rlnBeamTiltX", "rlnBeamTiltY", *MAG_MATRIX)
 INTEGER_COLUMNS = ("rlnOpticsGroup", "rlnImageSize", "rlnImageDimensionality", "rlnCtfDataAreCtfPremultiplied")
+# Per-particle CTF terms RELION takes as these values when absent. Other readers do not (cryoDRGN 4.3's
+# parse_ctf_star reads a missing rlnPhaseShift as NaN), so every particle STAR we write states them.
+NEUTRAL_CTF = {"rlnDefocusAngle": 0.0, "rlnPhaseShift": 0.0, "rlnCtfBfactor": 0.0, "rlnCtfScalefactor": 1.0}
 
 
 @dataclass
@@ -297,10 +300,10 @@ def particle_parameters(star: ParticleStar, require_pose: bool = True, require_c
         origin_y_angst=_numeric_column(star, "rlnOriginYAngst", 0.0),
         defocus_u=_numeric_column(star, "rlnDefocusU", ctf_default),
         defocus_v=_numeric_column(star, "rlnDefocusV", ctf_default),
-        defocus_angle=_numeric_column(star, "rlnDefocusAngle", 0.0),
-        phase_shift=_numeric_column(star, "rlnPhaseShift", 0.0),
-        bfactor=_numeric_column(star, "rlnCtfBfactor", 0.0),
-        ctf_scale=_numeric_column(star, "rlnCtfScalefactor", 1.0),
+        defocus_angle=_numeric_column(star, "rlnDefocusAngle", NEUTRAL_CTF["rlnDefocusAngle"]),
+        phase_shift=_numeric_column(star, "rlnPhaseShift", NEUTRAL_CTF["rlnPhaseShift"]),
+        bfactor=_numeric_column(star, "rlnCtfBfactor", NEUTRAL_CTF["rlnCtfBfactor"]),
+        ctf_scale=_numeric_column(star, "rlnCtfScalefactor", NEUTRAL_CTF["rlnCtfScalefactor"]),
         voltage=_optics_column(star, "rlnVoltage", None),
         cs=_optics_column(star, "rlnSphericalAberration", None),
         amplitude_contrast=_optics_column(star, "rlnAmplitudeContrast", None),
@@ -481,7 +484,14 @@ def write_star(path: str | os.PathLike, tables: dict[str, pd.DataFrame]) -> None
 
 
 def write_particle_star(path: str | os.PathLike, optics: pd.DataFrame, particles: pd.DataFrame) -> None:
-    """Write a RELION 3.1 particle STAR file atomically."""
+    """Write a RELION 3.1 particle STAR file atomically, every CTF term explicit (see NEUTRAL_CTF).
+
+    Particles with a defocus get the neutral value of each CTF column they lack; the optics table
+    gets rlnImageDimensionality 2 if it lacks it (the callers set rlnImageSize, which they know)."""
+    if "rlnDefocusU" in particles:
+        particles = particles.assign(**{c: v for c, v in NEUTRAL_CTF.items() if c not in particles})
+    if "rlnImageDimensionality" not in optics:
+        optics = optics.assign(rlnImageDimensionality=2)
     write_star(path, {"optics": optics, "particles": particles})
 
 
