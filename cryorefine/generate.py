@@ -1,4 +1,4 @@
-"""New particles with known ground truth: poses and CTFs drawn for `cryorefine generate`, and the
+"""New particles with known ground truth: poses, origins and CTFs drawn for `cryorefine generate`, and the
 scale that puts clean projections on the training sims' intensity scale."""
 
 from __future__ import annotations
@@ -14,28 +14,33 @@ from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import ParticleStar, particle_parameters
 from cryorefine.physics.forward import ForwardModel
 
-POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst")
+ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst")
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor",
                "rlnCtfScalefactor", "rlnOpticsGroup")
 SCALE_FIT_PARTICLES = 256
 
 
-def draw_particles(like: ParticleStar, n: int, poses: str, rng: np.random.Generator) -> pd.DataFrame:
-    """n particle rows: poses uniform on SO(3) or resampled, CTF rows resampled from `like`."""
+def draw_particles(like: ParticleStar, n: int, poses: str, shifts: str, rng: np.random.Generator) -> pd.DataFrame:
+    """n particle rows: CTF rows resampled from `like`; angles uniform on SO(3) or resampled (`poses`);
+    origins resampled from `like` (`shifts` "like": a refined particle's pose with its own origin when
+    `poses` is "like", else the origin of another row drawn at random) or zero (`shifts` "zero")."""
     ctf_rows = rng.integers(len(like), size=n)
     table = pd.DataFrame({c: like.particles[c].to_numpy()[ctf_rows] for c in CTF_COLUMNS if c in like.particles})
+    pose_rows = rng.integers(len(like), size=n)
     if poses == "like":
-        missing = [c for c in POSE_COLUMNS[:3] if c not in like.particles]
+        missing = [c for c in ANGLE_COLUMNS if c not in like.particles]
         if missing:
             raise InputError(like.path, f"--poses like needs pose columns, missing {missing}")
-        pose_rows = rng.integers(len(like), size=n)
-        for column in POSE_COLUMNS:
-            table[column] = like.particles[column].to_numpy()[pose_rows] if column in like.particles else 0.0
+        for column in ANGLE_COLUMNS:
+            table[column] = like.particles[column].to_numpy()[pose_rows]
     else:
         # Uniform rotations; the ZYZ angles of R and of its inverse are equally distributed.
         angles = Rotation.random(n, random_state=rng).as_euler("ZYZ", degrees=True)
         table["rlnAngleRot"], table["rlnAngleTilt"], table["rlnAnglePsi"] = angles.T
-        table["rlnOriginXAngst"] = table["rlnOriginYAngst"] = 0.0
+    for column in ORIGIN_COLUMNS:  # the reader gives origins in Å whatever the file's version
+        drawn = shifts == "like" and column in like.particles
+        table[column] = like.particles[column].to_numpy(dtype=np.float64)[pose_rows] if drawn else 0.0
     return table
 
 

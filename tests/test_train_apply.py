@@ -216,6 +216,10 @@ def test_generate_writes_particles_with_ground_truth(simulated_pairs, tmp_path, 
     assert set(star.particles["rlnDefocusU"]) <= set(like.particles["rlnDefocusU"])
     from_like = set(star.particles["rlnAngleRot"]) <= set(like.particles["rlnAngleRot"])
     assert from_like == (poses == "like")
+    # Origins are the like file's (the default --shifts like), recorded as the ground truth.
+    drawn = set(zip(star.particles["rlnOriginXAngst"], star.particles["rlnOriginYAngst"]))
+    assert drawn <= set(zip(like.particles["rlnOriginXAngst"], like.particles["rlnOriginYAngst"]))
+    assert len(drawn) > 1
     # Clean projections on the training sims' scale; the noise on raw's.
     sim = read_stack(root / "pairs" / "sim.mrcs")
     assert 0.5 < clean.std() / sim.std() < 2.0
@@ -226,11 +230,29 @@ def test_uniform_poses_are_uniform_on_so3(pairs):
     """Uniform rotations have cos(tilt) uniform on [-1, 1] and rot, psi uniform on the circle."""
     from cryorefine.generate import draw_particles
 
-    table = draw_particles(read_particle_star(pairs / "raw.star"), 20000, "uniform", np.random.default_rng(0))
+    table = draw_particles(read_particle_star(pairs / "raw.star"), 20000, "uniform", "zero", np.random.default_rng(0))
     cos_tilt = np.cos(np.radians(table["rlnAngleTilt"].to_numpy()))
     assert np.histogram(cos_tilt, bins=4, range=(-1, 1))[0] == pytest.approx([5000] * 4, rel=0.06)
     for column in ("rlnAngleRot", "rlnAnglePsi"):
         assert np.histogram(table[column], bins=4, range=(-180, 180))[0] == pytest.approx([5000] * 4, rel=0.06)
+
+
+@pytest.mark.parametrize("poses", ["uniform", "like"])
+def test_drawn_shifts_follow_the_like_files_or_are_zero(simulated_pairs, poses):
+    """--shifts like resamples the like file's origins (with --poses like, each pose's own); zero centres all."""
+    from cryorefine.generate import draw_particles
+
+    star = read_particle_star(simulated_pairs / "pairs" / "raw.star")
+    like, origins = star.particles, ["rlnOriginXAngst", "rlnOriginYAngst"]
+    drawn = draw_particles(star, 4000, poses, "like", np.random.default_rng(1))
+    assert drawn[origins].std().to_numpy() == pytest.approx(like[origins].std(ddof=0).to_numpy(), rel=0.1)
+    rows = [tuple(r) for r in like[origins].to_numpy()]
+    assert {tuple(r) for r in drawn[origins].to_numpy()} <= set(rows)
+    if poses == "like":  # each resampled pose keeps its own origin
+        own = dict(zip(like["rlnAngleRot"], rows))
+        assert all(own[rot] == tuple(r) for rot, r in zip(drawn["rlnAngleRot"], drawn[origins].to_numpy()))
+    zero = draw_particles(star, 10, poses, "zero", np.random.default_rng(1))
+    assert (zero[origins].to_numpy() == 0).all()
 
 
 def test_training_on_a_handful_of_pairs_is_warned_about(pairs, tmp_path, caplog):

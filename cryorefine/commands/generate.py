@@ -1,12 +1,16 @@
 """Generate new realistic particles with known ground truth: simulate from a map, then refine.
 
-Poses are uniform on SO(3) (--poses uniform) or drawn from the --like file's poses; CTFs are
-rows of the --like file's CTF columns drawn at random (its optics groups kept). The clean
-projections are put on the training sims' intensity scale by a least-squares fit against the
---like file's images (use the pairs' raw.star), then made realistic by a fitted noise baseline (by
-default the coloured one, see cryorefine.gan.config.GENERATE_NOISE) or the trained model (--noise gan).
+Poses are uniform on SO(3) (--poses uniform) or drawn from the --like file's poses; origin shifts
+are drawn from the --like file's (rlnOriginX/YAngst, so their spread is the refined particles'; with
+--poses like each pose keeps its own) or are zero (--shifts zero); CTFs are rows of the --like file's
+CTF columns drawn at random (its optics groups kept). Each image is simulated at its pose, shift
+and CTF by the forward model `simulate` uses, so the STAR files state its ground truth in RELION's
+convention. The clean projections are put on the training sims' intensity scale by a least-squares
+fit against the --like file's images (use the pairs' raw.star), then made realistic by a fitted
+noise baseline (by default the coloured one, see cryorefine.gan.config.GENERATE_NOISE) or the
+trained model (--noise gan).
 
-Writes OUT/particles.star + particles.mrcs (realistic; true poses and CTFs in the STAR) and
+Writes OUT/particles.star + particles.mrcs (realistic; true poses, shifts and CTFs in the STAR) and
 OUT/clean.star + clean.mrcs (the same particles without noise).
 
 Example:
@@ -35,6 +39,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--poses", choices=("uniform", "like"), default="uniform",
                         help="uniform on SO(3) (default) or drawn from --like")
+    parser.add_argument("--shifts", choices=("like", "zero"), default="like",
+                        help="origin shifts drawn from --like's (default; with --poses like, each pose's own) "
+                        "or zero, every particle centred in its box")
     parser.add_argument("--noise", default=GENERATE_NOISE, choices=NOISE_CHOICES,
                         help=f"the GAN or a noise baseline (default: {GENERATE_NOISE}, the best method on the demo's "
                         "held-out data, docs/results.md)")
@@ -72,7 +79,7 @@ def main(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     scales = fit_sim_scale(model, like, box, rng, args.project_dir)
     log.info("sim scale per optics group: %s", ", ".join(f"group {g}: {s:.4g}" for g, s in scales.items()))
-    particles = draw_particles(like, args.n, args.poses, rng)
+    particles = draw_particles(like, args.n, args.poses, args.shifts, rng)
     optics = like.optics.copy()
     optics["rlnImageSize"] = box
     star = ParticleStar(path=args.like, optics=optics, particles=particles, source_version="3.1")
@@ -93,4 +100,5 @@ def main(args: argparse.Namespace) -> None:
             table = particles.copy()
             table.insert(0, "rlnImageName", [f"{i + 1:06d}@{stacks[name]}" for i in range(args.n)])
             write_particle_star(staged.path(f"{name}.star"), optics, table)
-    log.info("generated %d particles (%s poses, %s noise) in %s", args.n, args.poses, args.noise, args.out)
+    log.info("generated %d particles (%s poses, %s shifts, %s noise) in %s", args.n, args.poses, args.shifts,
+             args.noise, args.out)
