@@ -224,7 +224,11 @@ def _reserve_disk_space(path: Path) -> None:
 
 
 class StackWriter:
-    """Write an (n, box, box) float32 stack in chunks to a memory-mapped MRC file."""
+    """Write an (n, box, box) float32 stack in chunks to a memory-mapped MRC file.
+
+    The header's statistics are accumulated chunk by chunk as images are written (mrcfile's
+    update_header_stats re-reads the whole stack at close, a tenth of `simulate`'s time at 128 px).
+    """
 
     def __init__(self, path: str | os.PathLike, n: int, box: int, pixel_size: float):
         self.path = Path(path)
@@ -235,15 +239,12 @@ class StackWriter:
                               "earlier outputs left as they were") from None
         self.handle.voxel_size = pixel_size
         self.handle.set_image_stack()
+        self._chunk_stats: dict[int, tuple[float, float, int, float, float]] = {}
         try:
             _reserve_disk_space(self.path)
         except OutputError:
             self.handle.close()
             raise
-
-    @property
-    def data(self) -> np.ndarray:
-        return self.handle.data
 
     def write(self, start: int, images: np.ndarray) -> None:
         """Images from row `start` on; a non-finite value stops the run, so nothing broken is published."""
@@ -253,10 +254,34 @@ class StackWriter:
             raise OutputError(self.path, f"image {start + int(np.flatnonzero(~finite)[0]) + 1} came out with NaN or "
                               f"Inf values; {NOT_PUBLISHED}")
         self.handle.data[start : start + len(images)] = images
+        self._chunk_stats[start] = _chunk_statistics(images)
+
+    def scale_rows(self, scales: np.ndarray, chunk: int = 1024) -> None:
+        """Multiply image i by scales[i] in place (sim put on raw's intensity scale after the fit)."""
+        data = self.handle.data
+        self._chunk_stats.clear()
+        for start in range(0, len(data), chunk):
+            data[start : start + chunk] *= scales[start : start + chunk, None, None]
+            self._chunk_stats[start] = _chunk_statistics(data[start : start + chunk])
+
+    def _set_header_statistics(self) -> None:
+        """dmin, dmax, dmean and rms (the standard deviation) from the chunks' (Chan et al.'s pairwise combination)."""
+        header = self.handle.header
+        chunks = list(self._chunk_stats.values())
+        if not chunks or sum(c[2] for c in chunks) != self.handle.data.size:  # not every image written: read them back
+            self.handle.update_header_stats()
+            return
+        count = np.array([c[2] for c in chunks], dtype=np.float64)
+        means = np.array([c[3] for c in chunks])
+        total = count.sum()
+        mean = float((count * means).sum() / total)
+        squares = sum(c[4] for c in chunks) + float((count * (means - mean) ** 2).sum())
+        header.dmin, header.dmax = min(c[0] for c in chunks), max(c[1] for c in chunks)
+        header.dmean, header.rms = mean, np.sqrt(squares / total)
 
     def close(self, check: bool = False) -> None:
         """Flush and close; with `check`, refuse a stack that is one constant value throughout."""
-        self.handle.update_header_stats()
+        self._set_header_statistics()
         degenerate = check and len(self.handle.data) > 0 and self.handle.header.dmin == self.handle.header.dmax
         value = float(self.handle.header.dmin)
         self.handle.flush()
@@ -269,6 +294,14 @@ class StackWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.close(check=exc_type is None)
+
+
+def _chunk_statistics(images: np.ndarray) -> tuple[float, float, int, float, float]:
+    """(min, max, count, mean, sum of squared deviations from the mean) of a chunk, in float64."""
+    flat = images.reshape(-1)
+    mean = float(flat.mean(dtype=np.float64))
+    deviations = flat - np.float32(mean)
+    return float(flat.min()), float(flat.max()), flat.size, mean, float(np.dot(deviations, deviations))
 
 
 def write_map(path: str | os.PathLike, volume: np.ndarray, voxel_size: float) -> None:
