@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, install (CPU torch first), run the demo on bundled data -> demo_out/report.md
-#   make test   - create .venv, install with the test, Scipion and scene extras, install RELION, run the tests
+#   make test   - create .venv, install with the test, Scipion and scene extras and cryoDRGN's STAR parsers, install RELION, run the tests
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -22,6 +22,8 @@ $(VENV)/.installed-tests: $(VENV)/.installed-base
 	$(PIP) install --quiet -e '.[tests,scipion,scene]'
 	# --no-deps: PyPI's torchvision is a CUDA build pinned to another torch, imported only by topaz's own training sampler (unused); h5py is the one other requirement our imports reach.
 	$(PIP) install --quiet --no-deps topaz-em==0.3.20 'h5py>=3.7'
+	# The interop extra without its requirements (Jupyter, UMAP, ...): cryoDRGN's parse_pose_star and parse_ctf_star import only pyyaml and igraph (with texttable) beyond ours.
+	$(PIP) install --quiet --no-deps 'cryodrgn==4.3.1; python_version >= "3.10"' 'pyyaml>=6' 'igraph>=0.10' 'texttable>=1.6.2'
 	touch $@
 
 demo: $(VENV)/.installed-base
