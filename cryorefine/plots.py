@@ -37,18 +37,20 @@ def plot_panels(path: str | os.PathLike, sim: np.ndarray, fake: np.ndarray, raw:
     plot_image_sets(path, {"sim": sim, fake_label: fake, "raw": raw}, title=title, max_columns=max_columns)
 
 
-def plot_image_sets(path: str | os.PathLike, sets: dict[str, np.ndarray], *, title: str, max_columns: int = 6) -> None:
+def plot_image_sets(path: str | os.PathLike, sets: dict[str, np.ndarray], *, title: str, max_columns: int = 6,
+                    shared_grey_scale: bool = True) -> None:
     """One row per named set of paired images (n, H, W), each followed by its log(1 + |F|) row; column j is
-    particle j of every set. Needs no torch, so Scipion's plugin draws generated particles with it."""
+    particle j of every set. One grey scale for all sets makes their contrast comparable; one per set shows
+    a clean image that realistic noise would hide. Needs no torch (Scipion's plugin draws with it)."""
     sets = {name: np.asarray(images) for name, images in sets.items()}
     n = min(max_columns, *(len(v) for v in sets.values()))
     rows = 2 * len(sets)
     figure, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.6 * rows), squeeze=False)
-    # One grey scale for all sets, so their contrast is comparable.
-    real_range = np.percentile(np.concatenate([v[:n].ravel() for v in sets.values()]), [1, 99])
+    shared_range = np.percentile(np.concatenate([v[:n].ravel() for v in sets.values()]), [1, 99])
     for k, (name, images) in enumerate(sets.items()):
+        low, high = shared_range if shared_grey_scale else np.percentile(images[:n], [1, 99])
         for j in range(n):
-            axes[2 * k, j].imshow(images[j], cmap="gray", vmin=real_range[0], vmax=real_range[1])
+            axes[2 * k, j].imshow(images[j], cmap="gray", vmin=low, vmax=high)
             axes[2 * k + 1, j].imshow(_log_amplitude(images[j]), cmap="magma")
         axes[2 * k, 0].set_ylabel(name)
         axes[2 * k + 1, 0].set_ylabel(f"log|F| {name}")

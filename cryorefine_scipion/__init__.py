@@ -12,7 +12,7 @@ import sys
 import pwem
 import pyworkflow.utils as pwutils
 
-from cryorefine_scipion.constants import CRYOREFINE_BIN_VAR, CRYOREFINE_ENV_ACTIVATION_VAR
+from cryorefine_scipion.constants import CRYOREFINE_BIN_VAR, CRYOREFINE_ENV_ACTIVATION_VAR, PLUGIN_NAME
 
 __version__ = "0.1.0"
 _references = []
@@ -42,7 +42,7 @@ class Plugin(pwem.Plugin):
     def getName(self):
         """The name Scipion puts before each protocol's label in run names and menus ("cryorefine - train"),
         instead of the module's (cryorefine_scipion)."""
-        return "cryorefine"
+        return PLUGIN_NAME
 
     @classmethod
     def getEnviron(cls):

@@ -1,5 +1,7 @@
 """Names shared by the plugin: site variables, STAR labels, output names."""
 
+PLUGIN_NAME = "cryorefine"  # what Scipion shows before run names and in forms, instead of the module's name
+
 # Site variables (environment or the Scipion config file).
 CRYOREFINE_BIN_VAR = "CRYOREFINE_BIN"  # the `cryorefine` executable to call
 CRYOREFINE_ENV_ACTIVATION_VAR = "CRYOREFINE_ENV_ACTIVATION"  # e.g. "conda activate cryorefine"

@@ -1,4 +1,5 @@
-"""A throw-away headless Scipion for the plugin tests: its home, one project per test module, protocol runs.
+"""A throw-away headless Scipion for the plugin tests: its home, one project per test module, protocol runs,
+and the runs several modules start from (imported TRPV1, simulated pairs, a trained model).
 
 Importing this module configures Scipion (it reads the environment once, at its first import) and
 skips the importing test module visibly when Scipion or Tk is absent.
@@ -38,7 +39,13 @@ pytest.importorskip("tkinter", reason="Tk is needed for Scipion to register its 
 pytest.importorskip("pyworkflow", reason="Scipion (scipion-pyworkflow) is not installed")
 pytest.importorskip("pwem", reason="Scipion (scipion-em) is not installed")
 
+from pwem.protocols import ProtImportParticles, ProtImportVolumes  # noqa: E402
 from pyworkflow.project import Manager  # noqa: E402
+
+from cryorefine_scipion.protocols import ProtCryorefineSimulate, ProtCryorefineTrain  # noqa: E402
+from tests.conftest import TRPV1  # noqa: E402
+
+TRAIN_STEPS = 4
 
 
 def headless_project(name: str):
@@ -64,3 +71,31 @@ def launch_protocol(project, protocol_class, **kwargs):
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:]) if log.exists() else ""
         pytest.fail(f"{protocol.getRunName()} did not finish ({protocol.getStatus()}):\n{tail}")
     return protocol
+
+
+# Fixtures for the modules that import them; each module defines its own `project` fixture.
+
+
+@pytest.fixture(scope="module")
+def trpv1(project):
+    """The bundled real TRPV1 particles (with poses and CTF) and map, imported as Scipion users do."""
+    pytest.importorskip("relion", reason="scipion-em-relion is needed to import RELION STAR files into Scipion")
+    particles = launch_protocol(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
+                                starFile=str(TRPV1 / "particles.star"), samplingRate=4.88, voltage=300,
+                                sphericalAberration=2.0, amplitudeContrast=0.1, magnification=10000)
+    volume = launch_protocol(project, ProtImportVolumes, filesPath=str(TRPV1 / "consensus_map.mrc"),
+                             samplingRate=4.88)
+    return particles, volume
+
+
+@pytest.fixture(scope="module")
+def simulated(project, trpv1):
+    particles, volume = trpv1
+    return launch_protocol(project, ProtCryorefineSimulate, inputParticles=particles.outputParticles,
+                           inputVolume=volume.outputVolume, useGpu=False)
+
+
+@pytest.fixture(scope="module")
+def trained(project, simulated):
+    return launch_protocol(project, ProtCryorefineTrain, inputPairs=simulated.outputPairs, steps=TRAIN_STEPS,
+                           batchSize=4, useGpu=False)

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests._scipion import headless_project
+from tests._scipion import TRAIN_STEPS, headless_project, simulated, trained, trpv1  # noqa: F401 (fixtures)
 from tests._scipion import launch_protocol as _launch
 from tests.conftest import TRPV1, run_cli
 
 
 from pwem.constants import ALIGN_PROJ  # noqa: E402
-from pwem.protocols import ProtImportParticles, ProtImportVolumes  # noqa: E402
+from pwem.protocols import ProtImportParticles  # noqa: E402
 from pyworkflow.plugin import Domain  # noqa: E402
 from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
 
@@ -44,8 +44,6 @@ from cryorefine_scipion.protocols import (  # noqa: E402
     ProtCryorefineTrain,
 )
 from cryorefine_scipion.viewers import CryorefineModelViewer, CryorefinePlotsViewer  # noqa: E402
-
-TRAIN_STEPS = 4
 
 
 def test_the_protocol_offers_exactly_the_engines_noise_models():
@@ -172,30 +170,6 @@ def project():
     yield from headless_project("cryorefine_plugin_test")
 
 
-@pytest.fixture(scope="module")
-def trpv1(project):
-    folder = TRPV1
-    pytest.importorskip("relion", reason="scipion-em-relion is needed to import RELION STAR files into Scipion")
-    particles = _launch(project, ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
-                        starFile=str(folder / "particles.star"), samplingRate=4.88, voltage=300,
-                        sphericalAberration=2.0, amplitudeContrast=0.1, magnification=10000)
-    volume = _launch(project, ProtImportVolumes, filesPath=str(folder / "consensus_map.mrc"), samplingRate=4.88)
-    return particles, volume
-
-
-@pytest.fixture(scope="module")
-def simulated(project, trpv1):
-    particles, volume = trpv1
-    return _launch(project, ProtCryorefineSimulate, inputParticles=particles.outputParticles,
-                   inputVolume=volume.outputVolume, useGpu=False)
-
-
-@pytest.fixture(scope="module")
-def trained(project, simulated):
-    return _launch(project, ProtCryorefineTrain, inputPairs=simulated.outputPairs, steps=TRAIN_STEPS, batchSize=4,
-                   useGpu=False)
-
-
 def _assert_same_particles_metadata(output, source):
     """Poses, CTF and acquisition equal the source particle's with the same id."""
     assert output.getSize() == source.getSize()
@@ -320,6 +294,22 @@ def test_plots_shrink_to_fit_the_screen_keeping_their_aspect():
     width, height = fit_to_screen((1189, 1289), (1920, 1080))
     assert height <= 0.8 * 1080 and width / height == pytest.approx(1189 / 1289, rel=0.01)
     assert fit_to_screen((500, 350), (1920, 1080)) == (500, 350)  # small plots are not enlarged
+
+
+def test_the_generate_panel_shows_clean_images_at_their_own_contrast(monkeypatch, tmp_path):
+    """Realistic noise is ~10× the clean signal: on the noisy images' grey scale the clean row would be flat."""
+    from cryorefine import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: saved.append(figure))
+    rng = np.random.default_rng(0)
+    clean = rng.normal(scale=0.1, size=(3, 16, 16))
+    plots.plot_image_sets(tmp_path / "g.png", {"generated": clean + rng.normal(size=clean.shape), "clean": clean},
+                          title="T", shared_grey_scale=False)
+    axes = saved[0].axes
+    clean_high = axes[2 * 3].get_images()[0].get_clim()[1]  # row 2 (clean), column 0
+    assert clean_high == pytest.approx(np.percentile(clean, 99))
+    plots.plt.close(saved[0])
 
 
 def test_runs_are_named_cryorefine_and_their_label(project):

@@ -13,6 +13,7 @@ from pwem.protocols import EMProtocol
 from pyworkflow.exceptions import PyworkflowException
 
 from cryorefine_scipion import Plugin
+from cryorefine_scipion.constants import PLUGIN_NAME
 from cryorefine_scipion.convert import Scene, fill_scene_coordinates, fill_scene_ctfs, is_mrc_stack
 
 
@@ -75,6 +76,11 @@ def engine_failure_reason(stderr: str) -> str:
 
 class ProtCryorefineBase(EMProtocol):
     """Base of the cryorefine protocols: GPU selection and the call of the `cryorefine` program."""
+
+    @classmethod
+    def getClassPackageName(cls):
+        """The name the form shows ("cryorefine compute"), as in run names, instead of the module's."""
+        return PLUGIN_NAME
 
     def _defineComputeParams(self, form):
         form.addHidden(params.USE_GPU, params.BooleanParam, default=host_has_cuda(),

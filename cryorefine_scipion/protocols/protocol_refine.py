@@ -161,7 +161,7 @@ class ProtCryorefineRefine(ProtCryorefineBase):
 
         sets = {"generated": read_images(self.outputParticles, PANEL_PARTICLES),
                 "clean": read_images(self.outputCleanParticles, PANEL_PARTICLES)}
-        plot_image_sets(self.generatedPlot(), sets, max_columns=PANEL_PARTICLES,
+        plot_image_sets(self.generatedPlot(), sets, max_columns=PANEL_PARTICLES, shared_grey_scale=False,
                         title=f"Generated particles ({self._noise()} noise) and their clean images")
 
     def evaluateStep(self):
