@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test relion bench clean
+.PHONY: demo test relion xvfb bench clean
 
 $(VENV)/.installed-base: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ relion:
 		echo "installing RELION (Debian package)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq relion >/dev/null; }
 
-test: $(VENV)/.installed-tests relion
+# The virtual screen the Scipion GUI test draws on (tests/test_scipion_gui.py).
+xvfb:
+	@command -v Xvfb >/dev/null 2>&1 || { \
+		echo "installing Xvfb (Debian package)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb >/dev/null; }
+
+test: $(VENV)/.installed-tests relion xvfb
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-base relion
