@@ -43,6 +43,9 @@ setup(
         "scipion": ["scipion-pyworkflow>=3.11", "scipion-em>=3.11", "scipion-em-relion>=5"],
         # Atomic models (PDB/mmCIF) as species in `cryorefine scene`.
         "scene": ["gemmi>=0.6"],
+        # `cryorefine bench simulate` times cryoJAX on the same particles when importable. Its jax needs
+        # numpy >= 2 (2.0-2.2 within our pin), so not beside the scipion extra's numpy 1.26.
+        "bench": ["cryojax==0.6.*"],
         # tests/test_interop.py: cryoDRGN's STAR parsers read our outputs. Installed in full this pulls Jupyter,
         # UMAP and more; `make test` installs it without its requirements, plus the few its parsers import.
         "interop": ['cryodrgn>=4.3,<4.4; python_version >= "3.10"'],

@@ -11,6 +11,7 @@ each in a fresh process, and reads that process's peak RSS from the kernel.
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import shutil
 import subprocess
@@ -40,10 +41,19 @@ class SimulateBench:
     particles: int
     box: int
     device: str
-    cryorefine_per_s: float  # clean CTF-modulated projections per second (forward model only)
-    pipeline_per_s: float  # full `simulate` (read raw, simulate, normalise, write both stacks)
-    relion_project_per_s: float | None
-    ratio_vs_relion: float | None
+    rounds: int  # interleaved rounds; each rate is the median round's
+    forward_per_s: float  # clean CTF-modulated projections per second (forward model only)
+    pipeline_per_s: float  # full `simulate` (read raw, re-box, normalise, project, CTF, write both stacks)
+    relion_project_per_s: float | None  # `relion_project --ctf`, one CPU core
+    cryojax_per_s: float | None  # cryoJAX's images of the same particles (jit-compiled, batched)
+    forward_vs_relion: float | None
+    pipeline_vs_relion: float | None
+    forward_vs_cryojax: float | None
+    relion_r_median: float | None  # correlation of relion_project's images with ours, per image
+    cryojax_r_median: float | None  # the same for cryoJAX's (its contrast sign turned to RELION's)
+    cryojax_r_min: float | None
+    load_before: float
+    load_after: float
     peak_rss_mb: float
 
 
@@ -142,51 +152,125 @@ def _peak_rss_mb() -> float:
     return max(own, children) / 1024.0
 
 
-def bench_simulate(n: int = 1000, box: int = 128, device: str = "cpu", batch_size: int = 128,
-                   relion: bool = True, rounds: int = 3) -> SimulateBench:
-    """Alternate cryorefine's forward model and `relion_project --ctf` for `rounds` rounds; keep each one's best.
+def _per_image_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
 
-    Alternating and taking the best round keeps a busy machine from favouring whichever ran first.
+
+def cryojax_simulator(volume: np.ndarray, pixel_size: float, params, batch_size: int):
+    """A function simulating cryoJAX's images of `params` (same map, poses and CTF), or None without cryojax.
+
+    Conventions, checked against our images (r > 0.9999): cryoJAX's Euler angles are RELION's
+    negated, its offset is minus rlnOriginX/YAngst, U−V is its astigmatism, and its contrast has
+    the opposite sign to RELION's −sin γ, so its images are negated. Batches are padded to one
+    shape so that XLA compiles once (the warm-up call).
+    """
+    if torch.get_num_threads() == 1:  # one core like relion_project; must be set before jax is imported
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    try:
+        import jax
+        import jax.numpy as jnp
+        import cryojax.simulator as cxs
+    except ImportError:
+        return None
+    box = volume.shape[-1]
+    grid = cxs.FourierVoxelGridVolume.from_real_voxel_grid(jnp.asarray(volume), pad_scale=2.0)
+    config = cxs.BasicImageConfig((box, box), pixel_size, float(params.voltage[0]), precompute_mode="rfft")
+
+    def image(p):
+        pose = cxs.EulerAnglePose(-p["origin_x_angst"], -p["origin_y_angst"], -p["rot"], -p["tilt"], -p["psi"])
+        ctf = cxs.AstigmaticCTF(defocus_in_angstroms=(p["defocus_u"] + p["defocus_v"]) / 2,
+                                astigmatism_in_angstroms=p["defocus_u"] - p["defocus_v"],
+                                astigmatism_angle=p["defocus_angle"], spherical_aberration_in_mm=p["cs"])
+        theory = cxs.ContrastTransferTheory(ctf, amplitude_contrast_ratio=p["amplitude_contrast"],
+                                            phase_shift=p["phase_shift"])
+        return -cxs.make_image_model(grid, config, pose, theory).simulate()
+
+    batched = jax.jit(jax.vmap(image))
+    names = ("origin_x_angst", "origin_y_angst", "rot", "tilt", "psi", "defocus_u", "defocus_v", "defocus_angle",
+             "cs", "amplitude_contrast", "phase_shift")
+    n = len(params.rot)
+
+    def simulate_all() -> np.ndarray:
+        images = []
+        for start in range(0, n, batch_size):
+            rows = np.minimum(np.arange(start, start + batch_size), n - 1)  # the last batch padded
+            batch = {name: jnp.asarray(getattr(params, name)[rows], dtype=jnp.float32) for name in names}
+            images.append(np.asarray(batched(batch))[: min(batch_size, n - start)])
+        return np.concatenate(images)
+
+    return simulate_all
+
+
+def bench_simulate(n: int = 1000, box: int = 128, device: str = "cpu", batch_size: int = 128,
+                   relion: bool = True, cryojax: bool = True, rounds: int = 5) -> SimulateBench:
+    """The forward model, full `simulate`, `relion_project --ctf` and cryoJAX on the same particles, interleaved.
+
+    Each round runs every contender once in turn (A B C D, A B C D, ...) and each rate is the
+    median round's, so a busy machine's load falls on all of them alike. The images of
+    relion_project and cryoJAX are correlated with ours: the rates compare the same work.
     """
     from cryorefine.simulate import SimulateConfig, simulate_pairs
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cryorefine-bench-") as tmp:
         folder = Path(tmp)
         star_path, map_path = synthetic_particles(folder, n, box)
         params = particle_parameters(read_particle_star(star_path))
         import mrcfile
 
-        model = ForwardModel(mrcfile.read(map_path).astype(np.float32), 1.5, device=device)
-        model.simulate(params.subset(slice(0, 8)))  # warm-up (allocations, lazy CUDA init)
-        run_relion = relion and shutil.which("relion_project") is not None
-        if relion and not run_relion:
-            log.warning("relion_project not found: no RELION comparison")
-        forward_times, relion_times = [], []
-        for _ in range(rounds):
-            _sync(device)
-            started = time.perf_counter()
-            for start in range(0, n, batch_size):
-                model.simulate(params.subset(slice(start, start + batch_size)))
-            _sync(device)
-            forward_times.append(time.perf_counter() - started)
-            if run_relion:
-                started = time.perf_counter()
-                subprocess.run(["relion_project", "--i", "map.mrc", "--ang", "particles.star", "--o", "relion", "--ctf",
-                                "--angpix", "1.5"], cwd=folder, check=True, capture_output=True)
-                relion_times.append(time.perf_counter() - started)
+        volume = mrcfile.read(map_path).astype(np.float32)
+        model = ForwardModel(volume, 1.5, device=device)
 
-        started = time.perf_counter()
-        simulate_pairs(SimulateConfig(particles=star_path, map=map_path, out=folder / "pairs", device=device,
-                                      batch_size=batch_size))
-        pipeline_rate = n / (time.perf_counter() - started)
-    forward_rate = n / min(forward_times)
-    relion_rate = n / min(relion_times) if relion_times else None
+        def forward() -> np.ndarray:
+            images = [model.simulate(params.subset(slice(start, start + batch_size))) for start in range(0, n, batch_size)]
+            _sync(device)
+            return torch.cat(images).cpu().numpy()
+
+        def pipeline() -> None:
+            simulate_pairs(SimulateConfig(particles=star_path, map=map_path, out=folder / "pairs", device=device,
+                                          batch_size=batch_size))
+
+        def relion_project() -> None:
+            subprocess.run(["relion_project", "--i", "map.mrc", "--ang", "particles.star", "--o", "relion", "--ctf",
+                            "--angpix", "1.5"], cwd=folder, check=True, capture_output=True)
+
+        contenders = {"forward": forward, "pipeline": pipeline}
+        if relion and shutil.which("relion_project") is not None:
+            contenders["relion_project"] = relion_project
+        elif relion:
+            log.warning("relion_project not found: no RELION comparison")
+        simulate_cryojax = cryojax_simulator(volume, 1.5, params, batch_size) if cryojax else None
+        if simulate_cryojax is not None:
+            contenders["cryojax"] = simulate_cryojax
+        elif cryojax:
+            log.warning("cryojax not importable (pip install 'cryorefine[bench]'): no cryoJAX comparison")
+        outputs = {name: run() for name, run in contenders.items()}  # warm-up (allocations, JIT, CUDA init)
+        seconds: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(rounds):
+            for name, run in contenders.items():
+                started = time.perf_counter()
+                run()
+                seconds[name].append(time.perf_counter() - started)
+        ours = outputs["forward"]
+        relion_r = cryojax_r = None
+        if "relion_project" in contenders:
+            relion_r = _per_image_pearson(mrcfile.read(folder / "relion.mrcs"), ours)
+        if "cryojax" in contenders:
+            cryojax_r = _per_image_pearson(outputs["cryojax"], ours)
+    rate = {name: n / float(np.median(times)) for name, times in seconds.items()}
+    ratio = lambda a, b: round(rate[a] / rate[b], 2) if b in rate else None  # noqa: E731
+    median = lambda r: None if r is None else round(float(np.median(r)), 5)  # noqa: E731
     return SimulateBench(
-        particles=n, box=box, device=str(device), cryorefine_per_s=round(forward_rate, 1),
-        pipeline_per_s=round(pipeline_rate, 1),
-        relion_project_per_s=None if relion_rate is None else round(relion_rate, 1),
-        ratio_vs_relion=None if relion_rate is None else round(forward_rate / relion_rate, 2),
-        peak_rss_mb=round(_peak_rss_mb(), 1),
+        particles=n, box=box, device=str(device), rounds=rounds, forward_per_s=round(rate["forward"], 1),
+        pipeline_per_s=round(rate["pipeline"], 1),
+        relion_project_per_s=round(rate["relion_project"], 1) if "relion_project" in rate else None,
+        cryojax_per_s=round(rate["cryojax"], 1) if "cryojax" in rate else None,
+        forward_vs_relion=ratio("forward", "relion_project"), pipeline_vs_relion=ratio("pipeline", "relion_project"),
+        forward_vs_cryojax=ratio("forward", "cryojax"), relion_r_median=median(relion_r),
+        cryojax_r_median=median(cryojax_r), cryojax_r_min=None if cryojax_r is None else round(float(cryojax_r.min()), 5),
+        load_before=round(load_before, 2), load_after=round(os.getloadavg()[0], 2), peak_rss_mb=round(_peak_rss_mb(), 1),
     )
 
 
@@ -336,3 +420,28 @@ def as_row(result) -> dict:
     if result is None:
         raise CryorefineError("benchmark produced no result")
     return asdict(result)
+
+
+def gpu_measurements(dry_run: bool = False):
+    """Every GPU measurement of docs/benchmarks.md, as (what, result) pairs, yielded as each finishes.
+
+    Simulation at 128 and 256 px against `relion_project --ctf` on one CPU core of the same
+    machine; on-the-fly training at 256 px (bf16, channels-last; loader, simulation and D+G timed
+    apart; MFU from counted FLOPs and the measured bf16 matmul rate; peak GPU memory) without and
+    with torch.compile; apply throughput. Sized to finish in under 8 minutes on one H100. The dry
+    run takes the same code paths on the CPU at tiny sizes, in seconds (torch.compile left out:
+    its CPU compilation alone takes minutes).
+    """
+    if dry_run:
+        device, small = "cpu", ModelConfig(base_channels=4, depth=2)
+        yield "simulate", bench_simulate(n=16, box=24, device=device, batch_size=8, cryojax=False, rounds=1)
+        yield "train", bench_train(n=40, box=24, batch_size=4, steps=1, device=device, num_workers=0, model=small, warmup=1)
+        yield "apply", bench_apply(n=16, box=24, batch_size=8, device=device, model=small)
+        return
+    device = "cuda"
+    for box, n in ((128, 2000), (256, 1000)):
+        yield "simulate", bench_simulate(n=n, box=box, device=device, batch_size=256, cryojax=False, rounds=3)
+    for compiled in (False, True):
+        yield "train", bench_train(n=2000, box=256, batch_size=32, steps=30, device=device, num_workers=8,
+                                   compile=compiled, warmup=5 if compiled else 2)
+    yield "apply", bench_apply(n=2000, box=256, batch_size=64, device=device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -56,3 +57,29 @@ def test_bench_cli_prints_json_lines(tmp_path):
     row = json.loads(result.stdout.strip().splitlines()[-1])
     assert row["what"] == "apply" and row["images_per_s"] > 0 and "load_average_1min" in row
     assert json.loads(record.read_text()) == row
+
+
+GPU_ONLY = {"peak_bf16_tflop_per_s", "mfu", "peak_gpu_mb", "cryojax_per_s", "forward_vs_cryojax", "cryojax_r_median",
+            "cryojax_r_min"}
+EXPECTED = {
+    "simulate": {"forward_per_s", "pipeline_per_s", "relion_project_per_s", "forward_vs_relion", "pipeline_vs_relion",
+                 "relion_r_median", "load_before", "load_after"},
+    "train": {"loader_wait_ms", "simulate_ms", "step_ms", "simulate_over_step", "gflop_per_step", "images_per_s",
+              "compiled", "mfu", "peak_gpu_mb"},
+    "apply": {"images_per_s", "peak_rss_mb"},
+}
+
+
+def test_gpu_script_dry_run_prints_every_measurement_as_finite_json_lines():
+    """`cryorefine bench gpu --dry-run`: the GPU script's code paths on the CPU, one JSON line per measurement."""
+    result = run_cli("bench", "gpu", "--dry-run", "--threads", 1)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [row["what"] for row in rows] == ["simulate", "train", "apply"]
+    for row in rows:
+        assert EXPECTED[row["what"]] <= row.keys(), row
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (key, row)
+            if value is None:
+                assert key in GPU_ONLY or (key.startswith("relion") or "vs_relion" in key), (key, row)

@@ -85,7 +85,7 @@ RULES: dict[str, Callable[[str], float]] = {
     "max_images": COUNT, "classifier_steps": COUNT, "classifier_repeats": COUNT, "holdout": OPEN_FRACTION,
     "tile": TILE, "margin": NON_NEGATIVE_INT, "denoise_steps": COUNT, "denoise_repeats": COUNT,
     "particle_diameter": POSITIVE, "picking_steps": COUNT, "picking_repeats": COUNT,
-    "test_particles": COUNT, "snr": POSITIVE, "generate": NON_NEGATIVE_INT, "sizes": COUNT,
+    "test_particles": COUNT, "snr": POSITIVE, "generate": NON_NEGATIVE_INT, "sizes": COUNT, "rounds": COUNT,
     "size": TILE, "n_micrographs": COUNT, "min_separation": NON_NEGATIVE, "chain_length": COUNT,
     "band_radius": POSITIVE, "band_width": POSITIVE, "ice_thickness": NON_NEGATIVE,
     "ice_correlation_length": POSITIVE, "ice_roughness": NON_NEGATIVE, "ice_gradient": NON_NEGATIVE,
