@@ -14,6 +14,7 @@ import logging
 import sys
 
 from cryorefine import __version__
+from cryorefine.commands.evaluate import upgrade_flag_form
 from cryorefine.commands.options import check_every_number
 from cryorefine.errors import CryorefineError
 from cryorefine.threads import apply_threads
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None, choose_threads: bool = False) -> int:
     """Run one command. Torch's thread count is set from `--threads`, or by the automatic rule when
     `choose_threads` (the program entry point); a library caller keeps its own setting."""
     parser = build_parser()
+    argv = upgrade_flag_form(list(sys.argv[1:] if argv is None else argv))
     try:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # reported by the command's own parser, not the top-level one

@@ -262,15 +262,15 @@ def run_demo(config: DemoConfig) -> Path:
                      out / "applied" / where / folder, "--noise", noise, "--seed", config.seed, "--device", config.device)
             fake = out / "applied" / "test" / folder / "particles.star"
             denoise_sets[name] = out / "applied" / "train" / folder / "particles.star"
-        _run("evaluate", "--fake", fake, "--name", name, "--raw", test_pairs / "raw.star", "--sim",
+        _run("evaluate", "particles", "--fake", fake, "--name", name, "--raw", test_pairs / "raw.star", "--sim",
              test_pairs / "sim.star", "--out", out / "evaluation" / folder, "--seed", config.seed)
         metrics[name] = json.loads((out / "evaluation" / folder / "metrics.json").read_text())
 
     check = real_data_check(out / "trpv1_check", config.seed)
-    _run("evaluate", "--denoise", *(f"{name}={path}" for name, path in denoise_sets.items()),
-         "--denoise-clean", train_pairs / "sim.star", "--raw", test_pairs / "raw.star", "--sim", test_pairs / "sim.star",
-         "--denoise-test", f"real TRPV1={out / 'trpv1_check' / 'raw.star'},{out / 'trpv1_check' / 'sim.star'}",
-         "--denoise-oracle", ORACLE, "--denoise-floor", BASELINE_NAMES["gaussian"],
+    _run("evaluate", "denoising", "--train", *(f"{name}={path}" for name, path in denoise_sets.items()),
+         "--clean", train_pairs / "sim.star", "--raw", test_pairs / "raw.star", "--sim", test_pairs / "sim.star",
+         "--test", f"real TRPV1={out / 'trpv1_check' / 'raw.star'},{out / 'trpv1_check' / 'sim.star'}",
+         "--oracle", ORACLE, "--floor", BASELINE_NAMES["gaussian"],
          "--out", out / "downstream", "--seed", config.seed)
     downstream = json.loads((out / "downstream" / "downstream.json").read_text())
 

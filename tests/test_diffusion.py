@@ -258,8 +258,8 @@ def test_grid_tiles_do_not_overlap():
 
 
 def test_evaluate_micrographs_bad_name_is_a_one_line_error(tmp_path):
-    result = run_cli("evaluate", "--micrographs", "nofolder", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
+    result = run_cli("evaluate", "micrographs", "--sets", "nofolder", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
     assert result.returncode == 2 and "NAME=DIR" in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("evaluate", "--micrographs", f"a={tmp_path}", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
+    result = run_cli("evaluate", "micrographs", "--sets", f"a={tmp_path}", "--real", tmp_path / "r.mrc", "--out", tmp_path / "e")
     assert result.returncode == 2 and "no translated_NNN.mrc" in result.stderr
     assert not (tmp_path / "e").exists()

@@ -43,7 +43,7 @@ def _write_set(folder: Path, name: str, images) -> None:
 
 def _evaluate(folder: Path, out: Path, *extra: str, fake: str = "fake.star") -> int:
     torch.set_num_threads(1)
-    return main(["evaluate", "--fake", str(folder / fake), "--raw", str(folder / "raw.star"),
+    return main(["evaluate", "particles", "--fake", str(folder / fake), "--raw", str(folder / "raw.star"),
                  "--out", str(out), "--classifier-steps", "60", *extra])
 
 
@@ -101,7 +101,7 @@ def test_missing_stack_is_a_one_line_error(pairs, tmp_path, capsys):
     particles = star.particles.copy()
     particles["rlnImageName"] = [f"{i + 1:06d}@absent.mrcs" for i in range(N)]
     write_particle_star(tmp_path / "absent.star", star.optics, particles)
-    code = main(["evaluate", "--fake", str(tmp_path / "absent.star"), "--raw", str(pairs / "raw.star"),
+    code = main(["evaluate", "particles", "--fake", str(tmp_path / "absent.star"), "--raw", str(pairs / "raw.star"),
                  "--out", str(tmp_path / "eval")])
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1
@@ -109,13 +109,13 @@ def test_missing_stack_is_a_one_line_error(pairs, tmp_path, capsys):
 
 
 def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
-    """--denoise: one denoiser per training set (rows paired with --denoise-clean), scored on held-out raw."""
+    """One denoiser per training set (rows paired with --clean), scored on held-out raw."""
     torch.set_num_threads(1)
     out = tmp_path / "downstream"
-    code = main(["evaluate", "--denoise", f"oracle={pairs / 'raw.star'}", f"gaussian={pairs / 'fake.star'}",
-                 "--denoise-clean", str(pairs / "sim.star"), "--raw", str(pairs / "raw.star"),
-                 "--sim", str(pairs / "sim.star"), "--denoise-test", f"again={pairs / 'raw.star'},{pairs / 'sim.star'}",
-                 "--denoise-steps", "5", "--denoise-repeats", "2", "--out", str(out)])
+    code = main(["evaluate", "denoising", "--train", f"oracle={pairs / 'raw.star'}", f"gaussian={pairs / 'fake.star'}",
+                 "--clean", str(pairs / "sim.star"), "--raw", str(pairs / "raw.star"),
+                 "--sim", str(pairs / "sim.star"), "--test", f"again={pairs / 'raw.star'},{pairs / 'sim.star'}",
+                 "--steps", "5", "--repeats", "2", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "downstream.json").read_text())
     assert set(report["scores"]) == {"held-out", "again"}
@@ -126,13 +126,13 @@ def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
 
 
 @pytest.mark.parametrize("extra, words", [
-    ((), "--denoise needs --denoise-clean"),
-    (("--denoise-clean", "SIM"), "--denoise needs"),  # no --raw/--sim
-    (("--denoise-clean", "SIM", "--raw", "RAW", "--sim", "SIM", "--denoise-test", "broken"), "NAME=RAW_STAR,SIM_STAR"),
+    ((), "the following arguments are required: --clean, --raw, --sim"),
+    (("--clean", "SIM"), "the following arguments are required: --raw, --sim"),
+    (("--clean", "SIM", "--raw", "RAW", "--sim", "SIM", "--test", "broken"), "NAME=RAW_STAR,SIM_STAR"),
 ])
 def test_downstream_bad_options_are_one_line_errors(pairs, tmp_path, capsys, extra, words):
     names = {"SIM": str(pairs / "sim.star"), "RAW": str(pairs / "raw.star")}
-    code = main(["evaluate", "--denoise", f"oracle={pairs / 'raw.star'}", *[names.get(a, a) for a in extra],
+    code = main(["evaluate", "denoising", "--train", f"oracle={pairs / 'raw.star'}", *[names.get(a, a) for a in extra],
                  "--out", str(tmp_path / "d")])
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1 and words in message
@@ -141,9 +141,40 @@ def test_downstream_bad_options_are_one_line_errors(pairs, tmp_path, capsys, ext
 
 def test_downstream_constant_training_set_is_a_one_line_error(pairs, tmp_path, capsys):
     _write_set(pairs, "flat", np.zeros((N, BOX, BOX), dtype=np.float32))
-    code = main(["evaluate", "--denoise", f"flat={pairs / 'flat.star'}", "--denoise-clean", str(pairs / "sim.star"),
-                 "--raw", str(pairs / "raw.star"), "--sim", str(pairs / "sim.star"), "--denoise-steps", "2",
-                 "--denoise-repeats", "1", "--out", str(tmp_path / "d")])
+    code = main(["evaluate", "denoising", "--train", f"flat={pairs / 'flat.star'}", "--clean", str(pairs / "sim.star"),
+                 "--raw", str(pairs / "raw.star"), "--sim", str(pairs / "sim.star"), "--steps", "2",
+                 "--repeats", "1", "--out", str(tmp_path / "d")])
     message = capsys.readouterr().err.strip()
     assert code == 2 and len(message.splitlines()) == 1 and "constant" in message
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("legacy, upgraded", [
+    (["--fake", "f.star", "--raw", "r.star", "--out", "o"], ["particles", "--fake", "f.star", "--raw", "r.star", "--out", "o"]),
+    (["--micrographs", "a=x", "--real", "r.mrc", "--tile", "32", "--out", "o"],
+     ["micrographs", "--sets", "a=x", "--real", "r.mrc", "--tile", "32", "--out", "o"]),
+    (["--denoise", "a=x.star", "--denoise-clean", "c.star", "--raw", "r.star", "--sim", "s.star", "--denoise-steps=3",
+      "--out", "o"],
+     ["denoising", "--train", "a=x.star", "--clean", "c.star", "--raw", "r.star", "--sim", "s.star", "--steps=3",
+      "--out", "o"]),
+    (["--picking-train", "a=x", "--picking-test", "t", "--particle-diameter", "110", "--no-picking-pretrained",
+      "--out", "o"],
+     ["picking", "--train", "a=x", "--test", "t", "--particle-diameter", "110", "--no-pretrained", "--out", "o"]),
+])
+def test_the_flag_form_of_earlier_releases_still_works_with_a_line_saying_the_new_one(legacy, upgraded, capsys):
+    """Issue 15: evaluate became subcommands; the old spelling keeps working for one release."""
+    from cryorefine.commands.evaluate import upgrade_flag_form
+
+    assert upgrade_flag_form(["evaluate", *legacy]) == ["evaluate", *upgraded]
+    assert capsys.readouterr().err.strip() == ("cryorefine evaluate: the flag form is deprecated and goes in the "
+                                               f"next release; this is: cryorefine evaluate {' '.join(upgraded)}")
+    assert upgrade_flag_form(["evaluate", *upgraded]) == ["evaluate", *upgraded]  # the new form is left alone
+    assert capsys.readouterr().err == ""
+
+
+def test_a_legacy_command_line_runs_end_to_end(pairs, tmp_path, capsys):
+    out = tmp_path / "legacy"
+    code = main(["evaluate", "--fake", str(pairs / "fake.star"), "--raw", str(pairs / "raw.star"), "--max-images", "20",
+                 "--classifier-steps", "5", "--classifier-repeats", "1", "--out", str(out)])
+    assert code == 0 and (out / "metrics.json").is_file()
+    assert "deprecated" in capsys.readouterr().err

@@ -63,7 +63,7 @@ def _command(name: str, d: Path) -> list:
                   "--noise", "gaussian", "--device", "cpu"],
         "generate": ["generate", "--model", d / "model", "--map", d / "in/map.mrc", "--like", d / "simulated/raw.star",
                      "--n", "4", "--out", d / "out", "--noise", "gaussian", "--device", "cpu", "--project-dir", d],
-        "evaluate": ["evaluate", "--fake", d / "pairs/sim.star", "--raw", d / "pairs/raw.star", "--out", d / "out",
+        "evaluate": ["evaluate", "particles", "--fake", d / "pairs/sim.star", "--raw", d / "pairs/raw.star", "--out", d / "out",
                      "--classifier-steps", "2"],
         "train": ["train", "--pairs", d / "pairs", "--out", d / "out", "--steps", "1", "--device", "cpu", *TINY],
     }[name]

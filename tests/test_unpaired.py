@@ -118,7 +118,7 @@ def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
             assert (sets[method] / copied).read_bytes() == (scenes / copied).read_bytes()
 
     evaluation = tmp_path / "evaluation"
-    result = run_cli("evaluate", "--micrographs", *(f"{k}={v}" for k, v in sets.items()), "--real", real,
+    result = run_cli("evaluate", "micrographs", "--sets", *(f"{k}={v}" for k, v in sets.items()), "--real", real,
                      "--scenes", scenes, "--out", evaluation, "--tile", "32", "--classifier-steps", "10",
                      "--classifier-repeats", "2")
     assert result.returncode == 0, result.stderr
@@ -144,8 +144,8 @@ def test_picking_experiment_from_the_command_line(tmp_path, scenes):
                          ("realbg", ["--baseline", "real-background", "--real", real])):
         assert run_cli("translate", "apply", *source, "--scenes", scenes, "--out", tmp_path / name).returncode == 0
     out = tmp_path / "picking"
-    result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
-                     tmp_path / "realbg", "--particle-diameter", "110", "--picking-steps", "5", "--out", out)
+    result = run_cli("evaluate", "picking", "--train", f"gaussian={tmp_path / 'gaussian'}", "--test",
+                     tmp_path / "realbg", "--particle-diameter", "110", "--steps", "5", "--out", out)
     assert result.returncode == 0, result.stderr
     report = json.loads((out / "picking.json").read_text())
     values = report["results"]["gaussian"]
@@ -153,7 +153,7 @@ def test_picking_experiment_from_the_command_line(tmp_path, scenes):
     assert values["n_train_particles"] == 16  # 8 per training micrograph
 
     for bad in ([], ["--particle-diameter", "-5"], ["--particle-diameter", "100000"]):
-        result = run_cli("evaluate", "--picking-train", f"gaussian={tmp_path / 'gaussian'}", "--picking-test",
+        result = run_cli("evaluate", "picking", "--train", f"gaussian={tmp_path / 'gaussian'}", "--test",
                          tmp_path / "realbg", *bad, "--out", tmp_path / "again")
         assert result.returncode == 2 and "particle" in result.stderr and "Traceback" not in result.stderr
         assert not (tmp_path / "again").exists()
@@ -198,7 +198,7 @@ def test_a_set_with_more_micrographs_than_its_scene_is_a_one_line_error(tmp_path
     folder.mkdir()
     for name in ("micrograph", "mask"):
         (folder / f"{name}_005.mrc").write_bytes((scenes / f"{name}_000.mrc").read_bytes())
-    result = run_cli("evaluate", "--micrographs", f"a={folder}", "--real", real, "--scenes", scenes,
+    result = run_cli("evaluate", "micrographs", "--sets", f"a={folder}", "--real", real, "--scenes", scenes,
                      "--out", tmp_path / "e")
     assert result.returncode == 2 and "beyond the 2" in result.stderr and "Traceback" not in result.stderr
 

@@ -66,13 +66,13 @@ finish
 
 methods="gaussian poisson coloured realbg cut_physics cut_physics_nostructure cut_clean ddpm ddpm_partial0.3 ddpm_partial0.5"
 rm -rf realism
-$cr evaluate --micrographs $(for m in $methods; do echo "$m=test_$m"; done) \
+$cr evaluate micrographs --sets $(for m in $methods; do echo "$m=test_$m"; done) \
     --real "$real" --holdout $holdout --scenes scenes_test --tile 32 --classifier-repeats 5 --out realism
 # One picking run per training set (independent: same test set, seeds and settings), $jobs at once.
 mkdir -p picking
 for m in ${PICKING_METHODS:-$methods}; do
-    [ -d "picking/$m" ] || run $cr evaluate --picking-train "$m=train_$m" --picking-test test_realbg_heldout \
-        --particle-diameter 110 --picking-steps "${PICKING_STEPS:-300}" --picking-repeats "${PICKING_REPEATS:-3}" \
+    [ -d "picking/$m" ] || run $cr evaluate picking --train "$m=train_$m" --test test_realbg_heldout \
+        --particle-diameter 110 --steps "${PICKING_STEPS:-300}" --repeats "${PICKING_REPEATS:-3}" \
         --out "picking/$m"
 done
 finish

@@ -1,36 +1,33 @@
-"""Score fake particle images, or whole synthetic micrographs, against real ones (offline metrics).
+"""Score realistic particles or micrographs against real ones: four questions, four subcommands.
 
-Particles (--fake, --raw): rows of --fake, --raw and --sim are paired by order (row i is the same particle in each), so
-the files must list the same number of particles of the same box. Writes DIR/metrics.json
-(RPSD L1/MSE on whole images and inside/outside a soft particle mask, pixel L1/MSE and
-Wasserstein-1, moments, classifier two-sample ROC AUC, and with --sim the FRC of fake and raw
-with the clean sim and their residual noise power spectra) and plots in DIR/plots/.
+  particles  How close are fake particles to real ones? Rows of --fake, --raw and --sim are paired by
+             order (row i is the same particle in each): same count, same box. Writes DIR/metrics.json
+             (RPSD L1/MSE on whole images and inside/outside a soft particle mask, pixel L1/MSE and
+             Wasserstein-1, moments, classifier two-sample ROC AUC, and with --sim the FRC of fake and raw
+             with the clean sim and their residual noise power spectra) and plots in DIR/plots/.
+  micrographs  How close are micrograph sets (each DIR in the layout of `cryorefine translate apply` or
+             `cryorefine scene`) to the held-out strip of the real micrograph(s), the columns `translate
+             train` never saw? RPSD L1, noise power spectra, classifier AUC (mean and std over seeds) and,
+             with --scenes, mask preservation. Writes DIR/metrics.json and plots.
+  denoising  Does a denoiser trained on a set work on real particles? One small denoiser with a fixed
+             recipe per training set (NAME=STAR: noisy particles whose rows pair with --clean, e.g. `apply`
+             run on pairs/sim.star; the real pairs/raw.star itself is the oracle), applied to the held-out
+             --raw particles and scored against their --sim: mean correlation, FRC and the gap closed
+             between --floor and --oracle. Writes DIR/downstream.json (see cryorefine.metrics.downstream).
+  picking  Does a picker trained on a set find real particles? One topaz picker per training set
+             (micrographs with their coords_NNN.star), each scored by average precision on the same
+             held-out micrographs with known coordinates. Writes DIR/picking.json. Needs topaz-em
+             (installed by `make test`).
 
-Micrographs (--micrographs NAME=DIR ..., --real): each DIR a micrograph set in the layout of
-`cryorefine translate apply` or `cryorefine scene`; all sets are scored against non-overlapping
-tiles of the held-out strip of the real micrograph(s) (the columns `translate train` never saw):
-RPSD L1, noise power spectra, classifier AUC (mean and std over seeds) and, with --scenes, mask
-preservation. Writes DIR/metrics.json and plots (see cryorefine.metrics.micrographs).
-
-Downstream denoising (--denoise NAME=STAR ..., --denoise-clean CLEAN_STAR, --raw, --sim): one small
-denoiser with a fixed recipe per training set (NAME=STAR: noisy particles whose rows pair with
-CLEAN_STAR, e.g. `apply` run on pairs/sim.star; the real pairs/raw.star itself is the oracle),
-each applied to the held-out --raw particles and scored against their --sim: mean correlation,
-FRC and the gap closed between --denoise-floor and --denoise-oracle. --denoise-test
-NAME=RAW_STAR,SIM_STAR scores on more real sets. Writes DIR/downstream.json (see
-cryorefine.metrics.downstream).
-
-Picking (--picking-train NAME=DIR ..., --picking-test DIR, --particle-diameter): one topaz picker
-per training set (micrographs with their coords_NNN.star), each scored by average precision on
-the same held-out micrographs with known coordinates (see cryorefine.metrics.picking).
-Writes DIR/picking.json. Needs topaz-em (installed by `make test`).
+The flag form of earlier releases (`cryorefine evaluate --fake ...`, `--micrographs`, `--denoise ...`,
+`--picking-train ...`) still works for one release, with a line saying the new spelling.
 
 Examples:
-  cryorefine evaluate --fake applied/particles.star --raw pairs/raw.star --sim pairs/sim.star --out eval
-  cryorefine evaluate --micrographs gaussian=gauss translated=trans --real real.mrc --scenes scene --out eval
-  cryorefine evaluate --denoise oracle=pairs/raw.star gaussian=white/particles.star gan=applied/particles.star \
-      --denoise-clean pairs/sim.star --raw test/raw.star --sim test/sim.star --out downstream
-  cryorefine evaluate --picking-train gaussian=train_gauss translated=train_trans --picking-test test \
+  cryorefine evaluate particles --fake applied/particles.star --raw pairs/raw.star --sim pairs/sim.star --out eval
+  cryorefine evaluate micrographs --sets gaussian=gauss translated=trans --real real.mrc --scenes scene --out eval
+  cryorefine evaluate denoising --train oracle=pairs/raw.star gaussian=white/particles.star gan=applied/particles.star \
+      --clean pairs/sim.star --raw test/raw.star --sim test/sim.star --out downstream
+  cryorefine evaluate picking --train gaussian=train_gauss translated=train_trans --test test \
       --particle-diameter 110 --out picking
 """
 
@@ -38,13 +35,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cryorefine.commands.options import add_project_dir
+from cryorefine.commands.options import action_help, add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
                                        PickerConfig)
@@ -55,57 +53,124 @@ if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argum
 
 log = logging.getLogger(__name__)
 
+# The flag form of earlier releases: old flag -> (subcommand, its flag). Flags not listed keep their name.
+LEGACY_FLAGS = {
+    "--micrographs": ("micrographs", "--sets"), "--real": ("micrographs", "--real"),
+    "--holdout": ("micrographs", "--holdout"), "--scenes": ("micrographs", "--scenes"),
+    "--tile": ("micrographs", "--tile"),
+    "--denoise": ("denoising", "--train"), "--denoise-clean": ("denoising", "--clean"),
+    "--denoise-test": ("denoising", "--test"), "--denoise-oracle": ("denoising", "--oracle"),
+    "--denoise-floor": ("denoising", "--floor"), "--denoise-steps": ("denoising", "--steps"),
+    "--denoise-repeats": ("denoising", "--repeats"),
+    "--picking-train": ("picking", "--train"), "--picking-test": ("picking", "--test"),
+    "--particle-diameter": ("picking", "--particle-diameter"), "--picking-steps": ("picking", "--steps"),
+    "--picking-repeats": ("picking", "--repeats"), "--picking-pretrained": ("picking", "--pretrained"),
+    "--no-picking-pretrained": ("picking", "--no-pretrained"),
+}
+SUBCOMMANDS = ("particles", "micrographs", "denoising", "picking")
 
-def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fake", type=Path, help="STAR file of the images to score")
-    parser.add_argument("--name", help="what --fake is, in plot titles and legends (default: its folder's name)")
-    parser.add_argument("--raw", type=Path, help="STAR file of the real images, same rows")
-    parser.add_argument("--sim", type=Path,
-                        help="STAR file of the clean simulations, same rows (enables FRC and noise spectra)")
+
+def upgrade_flag_form(argv: list[str]) -> list[str]:
+    """`evaluate --FLAG ...` (earlier releases) as `evaluate SUBCOMMAND ...`, saying so on stderr; any other
+    command line unchanged. The subcommand is the one the flags belong to (denoising, picking, micrographs,
+    else particles), as the flag form chose it."""
+    if len(argv) < 2 or argv[0] != "evaluate" or not argv[1].startswith("--") or argv[1] in ("--help", "--threads"):
+        return argv
+    words = [word.partition("=")[0] for word in argv[1:]]
+    chosen = {LEGACY_FLAGS[word][0] for word in words if word in LEGACY_FLAGS}
+    action = next((name for name in ("denoising", "picking", "micrographs") if name in chosen), "particles")
+    upgraded = ["evaluate", action]
+    for word in argv[1:]:
+        flag, equals, value = word.partition("=")
+        if flag in LEGACY_FLAGS and LEGACY_FLAGS[flag][0] == action:
+            word = LEGACY_FLAGS[flag][1] + equals + value
+        upgraded.append(word)
+    print(f"cryorefine evaluate: the flag form is deprecated and goes in the next release; "
+          f"this is: cryorefine {' '.join(upgraded)}", file=sys.stderr)
+    return upgraded
+
+
+def _common(parser: argparse.ArgumentParser, seed_of: str) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--mask-diameter", type=float, metavar="A",
-                        help="particle mask diameter in Å for inside/outside RPSD (default: 60%% of the box)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the classifier test (default 0)")
-    parser.add_argument("--max-images", type=int, default=1000, metavar="N",
-                        help="score only the first N pairs (default 1000)")
-    parser.add_argument("--classifier-steps", type=int, default=ClassifierConfig.steps, metavar="N",
-                        help=f"training steps of the classifier test (default {ClassifierConfig.steps})")
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the {seed_of} (default 0)")
+
+
+def _classifier_options(parser: argparse.ArgumentParser, steps: int) -> None:
+    parser.add_argument("--classifier-steps", type=int, default=steps, metavar="N",
+                        help=f"training steps of the classifier test (default {steps})")
     parser.add_argument("--classifier-repeats", type=int, default=ClassifierConfig.repeats, metavar="N",
                         help="classifier tests per set, each with its own seed, split and network; the AUC is "
                         "reported as mean ± std (default %(default)s)")
-    add_project_dir(parser)
-    micrographs = parser.add_argument_group("micrographs")
-    micrographs.add_argument("--micrographs", nargs="+", metavar="NAME=DIR", help="micrograph sets to score")
-    micrographs.add_argument("--real", nargs="+", type=Path, help="real micrograph(s) the translators trained on")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="WHAT")
+
+    def subcommand(name: str, summary: str, run) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=summary, description=action_help(__doc__, "evaluate", name),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(evaluate=run)
+        return sub
+
+    particles = subcommand("particles", "score fake particles against real ones", evaluate_particles)
+    particles.add_argument("--fake", required=True, type=Path, help="STAR file of the images to score")
+    particles.add_argument("--name", help="what --fake is, in plot titles and legends (default: its folder's name)")
+    particles.add_argument("--raw", required=True, type=Path, help="STAR file of the real images, same rows")
+    particles.add_argument("--sim", type=Path,
+                           help="STAR file of the clean simulations, same rows (enables FRC and noise spectra)")
+    particles.add_argument("--mask-diameter", type=float, metavar="A",
+                           help="particle mask diameter in Å for inside/outside RPSD (default: 60%% of the box)")
+    particles.add_argument("--max-images", type=int, default=1000, metavar="N",
+                           help="score only the first N pairs (default 1000)")
+    _classifier_options(particles, ClassifierConfig.steps)
+    _common(particles, "classifier test")
+    add_project_dir(particles)
+
+    micrographs = subcommand("micrographs", "score micrograph sets against held-out real micrographs",
+                             evaluate_micrographs)
+    micrographs.add_argument("--sets", required=True, nargs="+", metavar="NAME=DIR", help="micrograph sets to score")
+    micrographs.add_argument("--real", required=True, nargs="+", type=Path,
+                             help="real micrograph(s) the translators trained on")
     micrographs.add_argument("--holdout", type=float, default=0.25,
                              help="held-out fraction of each real micrograph's columns, as in training (default 0.25)")
     micrographs.add_argument("--scenes", type=Path, help="the scene folder the sets were made from (mask preservation)")
     micrographs.add_argument("--tile", type=int, default=MicrographScoreConfig.tile, help="tile size in pixels")
-    downstream = parser.add_argument_group("downstream denoising")
-    downstream.add_argument("--denoise", nargs="+", metavar="NAME=STAR",
-                            help="training sets: noisy particles whose rows pair with --denoise-clean")
-    downstream.add_argument("--denoise-clean", type=Path, metavar="STAR", help="the clean sims of the training sets")
-    downstream.add_argument("--denoise-test", nargs="+", default=[], metavar="NAME=RAW_STAR,SIM_STAR",
-                            help="more real test sets (the first is --raw/--sim, named held-out)")
-    downstream.add_argument("--denoise-oracle", default="oracle", metavar="NAME",
-                            help="the training set of real particles: the ceiling of gap closed (default: oracle)")
-    downstream.add_argument("--denoise-floor", default="gaussian", metavar="NAME",
-                            help="the white-noise training set: the floor of gap closed (default: gaussian)")
-    downstream.add_argument("--denoise-steps", type=int, default=DenoiserConfig.steps, metavar="N",
-                            help=f"training steps of each denoiser (default {DenoiserConfig.steps})")
-    downstream.add_argument("--denoise-repeats", type=int, default=DenoiserConfig.repeats, metavar="N",
-                            help="denoisers per set, each with its own seed; scores are mean ± std (default %(default)s)")
-    picking = parser.add_argument_group("picking")
-    picking.add_argument("--picking-train", nargs="+", metavar="NAME=DIR",
+    _classifier_options(micrographs, MicrographScoreConfig.classifier_steps)
+    _common(micrographs, "classifier test")
+
+    denoising = subcommand("denoising", "train a denoiser on each set, score it on real particles", evaluate_downstream)
+    denoising.add_argument("--train", required=True, nargs="+", metavar="NAME=STAR",
+                           help="training sets: noisy particles whose rows pair with --clean")
+    denoising.add_argument("--clean", required=True, type=Path, metavar="STAR", help="the clean sims of the training sets")
+    denoising.add_argument("--raw", required=True, type=Path, help="held-out real particles (the test set)")
+    denoising.add_argument("--sim", required=True, type=Path, help="their clean simulations, same rows")
+    denoising.add_argument("--test", nargs="+", default=[], metavar="NAME=RAW_STAR,SIM_STAR",
+                           help="more real test sets (the first is --raw/--sim, named held-out)")
+    denoising.add_argument("--oracle", default="oracle", metavar="NAME",
+                           help="the training set of real particles: the ceiling of gap closed (default: oracle)")
+    denoising.add_argument("--floor", default="gaussian", metavar="NAME",
+                           help="the white-noise training set: the floor of gap closed (default: gaussian)")
+    denoising.add_argument("--steps", type=int, default=DenoiserConfig.steps, metavar="N",
+                           help=f"training steps of each denoiser (default {DenoiserConfig.steps})")
+    denoising.add_argument("--repeats", type=int, default=DenoiserConfig.repeats, metavar="N",
+                           help="denoisers per set, each with its own seed; scores are mean ± std (default %(default)s)")
+    _common(denoising, "denoisers")
+    add_project_dir(denoising)
+
+    picking = subcommand("picking", "train a picker on each micrograph set, score it on held-out micrographs",
+                         evaluate_picking)
+    picking.add_argument("--train", required=True, nargs="+", metavar="NAME=DIR",
                          help="micrograph sets with coords_NNN.star to train one picker each")
-    picking.add_argument("--picking-test", type=Path, metavar="DIR", help="held-out micrographs with coords_NNN.star")
-    picking.add_argument("--particle-diameter", type=float, metavar="A", help="particle diameter in Å")
-    picking.add_argument("--picking-steps", type=int, default=PickerConfig.steps, help="picker training steps")
-    picking.add_argument("--picking-repeats", type=int, default=PICKING_REPEATS, metavar="N",
+    picking.add_argument("--test", required=True, type=Path, metavar="DIR",
+                         help="held-out micrographs with coords_NNN.star")
+    picking.add_argument("--particle-diameter", required=True, type=float, metavar="A", help="particle diameter in Å")
+    picking.add_argument("--steps", type=int, default=PickerConfig.steps, help="picker training steps")
+    picking.add_argument("--repeats", type=int, default=PICKING_REPEATS, metavar="N",
                          help="pickers per training set, each with its own seed; AP is reported as mean ± std "
                          "(default %(default)s)")
-    picking.add_argument("--picking-pretrained", action=argparse.BooleanOptionalAction, default=PickerConfig.pretrained,
+    picking.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=PickerConfig.pretrained,
                          help="start from topaz's pretrained detector (default: no, so only the training set counts)")
+    _common(picking, "pickers")
 
 
 def _open(path: Path, project_dir: Path | None) -> ParticleImages:
@@ -123,43 +188,32 @@ def _check_paired(reference: ParticleImages, other: ParticleImages) -> None:
         raise InputError(other.star.path, f"box {other.box} differs from {reference.box} in {reference.star.path}")
 
 
+def _inputs(args: argparse.Namespace) -> tuple[list, list]:
+    """(files, folders) this run reads, which its --out must not replace."""
+    named = [value.partition("=")[2] for value in getattr(args, "sets", None) or getattr(args, "train", None) or []]
+    if args.action == "particles":
+        return [args.fake, args.raw, args.sim], []
+    if args.action == "micrographs":
+        return list(args.real), [args.scenes, *named]
+    if args.action == "denoising":
+        return [args.clean, args.raw, args.sim, *named], []
+    return [], [args.test, *named]
+
+
 def main(args: argparse.Namespace) -> None:
     from cryorefine.io.atomic import refuse_output_over_inputs
 
-    inputs = [args.fake, args.raw, args.sim, args.denoise_clean, *(args.real or [])]
-    folders = [args.scenes, args.picking_test, *(value.partition("=")[2] for value in
-                                                 (args.micrographs or []) + (args.picking_train or []))]
-    refuse_output_over_inputs(args.out, files=inputs, folders=folders)
-    if args.denoise:
-        if args.fake or args.micrographs or args.picking_train:
-            raise InputError(None, "give --denoise alone with --raw/--sim (run --fake, --micrographs or picking separately)")
-        evaluate_downstream(args)
-        return
-    if args.picking_train or args.picking_test:
-        if args.fake or args.raw or args.micrographs:
-            raise InputError(None, "give the picking options alone (run --micrographs or --fake/--raw separately)")
-        evaluate_picking(args)
-        return
-    if args.micrographs:
-        if args.fake or args.raw:
-            raise InputError(None, "give either --fake/--raw (particles) or --micrographs, not both")
-        if not args.real:
-            raise InputError(None, "--micrographs needs --real (the real micrograph(s) to compare with)")
-        evaluate_micrographs(args)
-        return
-    if args.fake is None or args.raw is None:
-        raise InputError(None, "give --fake and --raw (particles), or --micrographs NAME=DIR with --real")
-    evaluate_particles(args)
+    files, folders = _inputs(args)
+    refuse_output_over_inputs(args.out, files=files, folders=folders)
+    args.evaluate(args)
 
 
 def evaluate_particles(args: argparse.Namespace) -> None:
     from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.report import evaluate_sets
 
-    if args.max_images is not None and args.max_images < 4:
+    if args.max_images < 4:
         raise InputError(None, "--max-images must be at least 4 (the classifier test needs pairs to split)")
-    if args.classifier_steps < 1 or args.classifier_repeats < 1:
-        raise InputError(None, "--classifier-steps and --classifier-repeats must be at least 1")
     raw = _open(args.raw, args.project_dir)
     fake = _open(args.fake, args.project_dir)
     _check_paired(raw, fake)
@@ -221,47 +275,43 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
     from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.downstream import downstream_scores
 
-    if args.denoise_clean is None or args.raw is None or args.sim is None:
-        raise InputError(None, "--denoise needs --denoise-clean (the training sims) and --raw/--sim (the test set)")
-    if args.denoise_steps < 1 or args.denoise_repeats < 1:
-        raise InputError(None, "--denoise-steps and --denoise-repeats must be at least 1")
-    clean = _open(args.denoise_clean, args.project_dir)
-    training_paths = _named_folders(args.denoise, "--denoise")
+    clean = _open(args.clean, args.project_dir)
+    training_paths = _named_folders(args.train, "--train", "STAR")
     training = {}
     for name, path in training_paths.items():
         noisy = _open(path, args.project_dir)
         _check_paired(clean, noisy)
         training[name] = noisy
     tests = {"held-out": (args.raw, args.sim)}
-    for value in args.denoise_test:
+    for value in args.test:
         name, sep, pair = value.partition("=")
         raw_path, comma, sim_path = pair.partition(",")
         if not sep or not name or not comma or name in tests:
-            raise InputError(None, f"--denoise-test {value!r}: expected NAME=RAW_STAR,SIM_STAR with a new NAME")
+            raise InputError(None, f"--test {value!r}: expected NAME=RAW_STAR,SIM_STAR with a new NAME")
         tests[name] = (Path(raw_path), Path(sim_path))
     test_images = {}
     for name, (raw_path, sim_path) in tests.items():
         raw, sim = _open(raw_path, args.project_dir), _open(sim_path, args.project_dir)
         _check_paired(raw, sim)
         if raw.box != clean.box:
-            raise InputError(raw_path, f"box {raw.box} differs from {clean.box} of {args.denoise_clean}")
+            raise InputError(raw_path, f"box {raw.box} differs from {clean.box} of {args.clean}")
         rows = np.arange(len(raw))
         test_images[name] = (raw.read(rows), sim.read(rows))
     rows = np.arange(len(clean))
     clean_images = clean.read(rows)
     training_images = {name: (images.read(rows), clean_images) for name, images in training.items()}
-    oracle = args.denoise_oracle if args.denoise_oracle in training else None
-    floor = args.denoise_floor if args.denoise_floor in training else None
-    config = DenoiserConfig(steps=args.denoise_steps, seed=args.seed, repeats=args.denoise_repeats)
+    oracle = args.oracle if args.oracle in training else None
+    floor = args.floor if args.floor in training else None
+    config = DenoiserConfig(steps=args.steps, seed=args.seed, repeats=args.repeats)
     try:
         scores = downstream_scores(training_images, test_images, oracle, floor, config)
     except ValueError as exc:  # a constant or too small set
-        raise InputError(args.denoise_clean, f"downstream score: {exc}") from None
+        raise InputError(args.clean, f"downstream score: {exc}") from None
     report = {"scores": {test: {name: score.to_dict() for name, score in by_method.items()}
                          for test, by_method in scores.items()},
               "oracle": oracle, "floor": floor, "denoiser": asdict(config),
               "training_sets": {name: str(path) for name, path in training_paths.items()},
-              "clean": str(args.denoise_clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
+              "clean": str(args.clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
     with StagedOutputDir(args.out) as out:
         write_json(out.path("downstream.json"), report)
     for test, by_method in scores.items():
@@ -271,12 +321,12 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
                      score.correlation, score.correlation_std, score.repeats, score.frc_mean, gap)
 
 
-def _named_folders(values: list[str], option: str = "--micrographs") -> dict[str, Path]:
+def _named_folders(values: list[str], option: str, what: str = "DIR") -> dict[str, Path]:
     named = {}
     for value in values:
         name, sep, folder = value.partition("=")
         if not sep or not name or not folder:
-            raise InputError(None, f"{option} {value!r}: expected NAME={'STAR' if option == '--denoise' else 'DIR'}")
+            raise InputError(None, f"{option} {value!r}: expected NAME={what}")
         if name in named:
             raise InputError(None, f"{option}: the name {name!r} is given twice")
         named[name] = Path(folder)
@@ -289,11 +339,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
     from cryorefine.metrics.micrographs import grid_tiles, read_micrograph_set, score_set, tile_noise_power
     from cryorefine.unpaired.data import real_micrograph, standardise, synthetic_scenes
 
-    if not 0 < args.holdout < 1:
-        raise InputError(None, f"--holdout {args.holdout} must be between 0 and 1")
-    if args.tile < 16 or args.classifier_repeats < 1 or args.classifier_steps < 1:
-        raise InputError(None, "--tile must be at least 16 px, --classifier-repeats and --classifier-steps at least 1")
-    sets = {name: read_micrograph_set(folder) for name, folder in _named_folders(args.micrographs).items()}
+    sets = {name: read_micrograph_set(folder) for name, folder in _named_folders(args.sets, "--sets").items()}
     first = next(iter(sets.values()))
     for micrograph_set in sets.values():
         if abs(micrograph_set.pixel_size - first.pixel_size) > 1e-3 * first.pixel_size:
@@ -359,13 +405,9 @@ def evaluate_picking(args: argparse.Namespace) -> None:
     from cryorefine.io.atomic import StagedOutputDir, write_json
     from cryorefine.metrics.picking import picking_experiment
 
-    if not (args.picking_train and args.picking_test and args.particle_diameter):
-        raise InputError(None, "picking needs --picking-train NAME=DIR ..., --picking-test DIR and --particle-diameter")
-    if args.particle_diameter <= 0 or args.picking_steps < 1 or args.picking_repeats < 1:
-        raise InputError(None, "--particle-diameter, --picking-steps and --picking-repeats must be positive")
-    test_images, test_xy, pixel_size = _labelled_micrographs(args.picking_test)
+    test_images, test_xy, pixel_size = _labelled_micrographs(args.test)
     train_sets = {}
-    for name, folder in _named_folders(args.picking_train, "--picking-train").items():
+    for name, folder in _named_folders(args.train, "--train").items():
         images, xy, train_pixel = _labelled_micrographs(folder)
         if abs(train_pixel - pixel_size) > 1e-3 * pixel_size:
             raise InputError(folder, f"pixel size {train_pixel:.4g} Å differs from {pixel_size:.4g} Å of the test set")
@@ -373,21 +415,18 @@ def evaluate_picking(args: argparse.Namespace) -> None:
     diameter_px = args.particle_diameter / pixel_size
     smallest = min(min(image.shape) for image in test_images)
     if diameter_px > smallest / 2:
-        raise InputError(args.picking_test, f"a {args.particle_diameter:g} Å particle is {diameter_px:.0f} px, more "
+        raise InputError(args.test, f"a {args.particle_diameter:g} Å particle is {diameter_px:.0f} px, more "
                          f"than half of the smallest micrograph ({smallest} px)")
-    # Topaz's recipe: a particle 10-30 px across after downsampling, positives within ~3 px of a centre.
-    downsample = max(1.0, diameter_px / 14)
-    config = PickerConfig(downsample=downsample, label_radius=max(downsample, 0.2 * diameter_px),
-                          steps=args.picking_steps, pretrained=args.picking_pretrained, seed=args.seed)
+    config = PickerConfig.for_particle(diameter_px, steps=args.steps, pretrained=args.pretrained, seed=args.seed)
     results = picking_experiment(train_sets, (test_images, test_xy), particle_radius=diameter_px / 2, config=config,
-                                 repeats=args.picking_repeats)
+                                 repeats=args.repeats)
     for name, values in results.items():
         log.info("%s: average precision %.3f ± %.3f (%d seeds; %d of %d particles found)", name,
-                 values["average_precision"], values["average_precision_std"], args.picking_repeats,
+                 values["average_precision"], values["average_precision_std"], args.repeats,
                  values["n_matched"], values["n_true"])
-    report = {"results": results, "test": str(args.picking_test), "particle_diameter_a": args.particle_diameter,
-              "picker": {"downsample": downsample, "label_radius_px": config.label_radius, "steps": config.steps,
-                         "pretrained": config.pretrained, "seed": config.seed, "repeats": args.picking_repeats}}
+    report = {"results": results, "test": str(args.test), "particle_diameter_a": args.particle_diameter,
+              "picker": {"downsample": config.downsample, "label_radius_px": config.label_radius, "steps": config.steps,
+                         "pretrained": config.pretrained, "seed": config.seed, "repeats": args.repeats}}
     with StagedOutputDir(args.out) as out:
         write_json(out.path("picking.json"), report)
     log.info("picking results in %s", args.out / "picking.json")

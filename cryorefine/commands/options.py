@@ -1,4 +1,5 @@
-"""The range of every numeric option, checked when the command line is parsed (before any work).
+"""What the commands share on the command line: the range of every numeric option, checked when the command
+line is parsed (before any work), --project-dir, and the help of a command's actions.
 
 One table for all commands, by option name: a count is a whole number of at least 1, a weight a
 finite number of at least 0, and so on. NaN, infinities, zero or negative counts and fractions
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,8 +86,7 @@ RULES: dict[str, Callable[[str], float]] = {
     "lambda_identity": NON_NEGATIVE, "lambda_structure": NON_NEGATIVE,
     "base_channels": WIDTH, "depth": DEPTH, "noise_channels": NON_NEGATIVE_INT,
     "max_images": COUNT, "classifier_steps": COUNT, "classifier_repeats": COUNT, "holdout": OPEN_FRACTION,
-    "tile": TILE, "margin": NON_NEGATIVE_INT, "denoise_steps": COUNT, "denoise_repeats": COUNT,
-    "particle_diameter": POSITIVE, "picking_steps": COUNT, "picking_repeats": COUNT,
+    "tile": TILE, "margin": NON_NEGATIVE_INT, "repeats": COUNT, "particle_diameter": POSITIVE,
     "test_particles": COUNT, "snr": POSITIVE, "generate": NON_NEGATIVE_INT, "sizes": COUNT, "rounds": COUNT,
     "size": TILE, "n_micrographs": COUNT, "min_separation": NON_NEGATIVE, "chain_length": COUNT,
     "band_radius": POSITIVE, "band_width": POSITIVE, "ice_thickness": NON_NEGATIVE,
@@ -114,6 +116,14 @@ def check_every_number(parser: argparse.ArgumentParser) -> None:
                 raise KeyError(f"{prog} {action.option_strings[-1]}: no {action.type.__name__} range rule in "
                                "cryorefine.commands.options")
             action.type = rule
+
+
+def action_help(doc: str, command: str, action: str) -> str:
+    """The --help of `cryorefine COMMAND ACTION`: the action's paragraph of the command's docstring (a line
+    `  ACTION  text...`, ending at the next such line or a blank line) and the examples that use it."""
+    paragraph = re.search(rf"^  {action}  (.*?)(?=^  \w+  |\n\n)", doc, re.MULTILINE | re.DOTALL).group(1)
+    examples = [line for line in doc.split("Examples:")[1].splitlines() if f"{command} {action} " in line]
+    return "\n".join([textwrap.fill(" ".join(paragraph.split()), 100), "", "Examples:", *examples])
 
 
 def _existing_folder(text: str) -> Path:

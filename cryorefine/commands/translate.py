@@ -22,7 +22,7 @@ Actions:
          real one's measured power spectrum, fitted on its training part), or real-background (the
          scene's particles on a strip of a real micrograph: real ice and detector noise)
 
-Score the outputs with `cryorefine evaluate --micrographs NAME=DIR ... --real REAL.mrc`.
+Score the outputs with `cryorefine evaluate micrographs --sets NAME=DIR ... --real REAL.mrc`.
 
 Examples:
   cryorefine translate train --scenes scene --real real.mrc --out translator --steps 2000
@@ -38,13 +38,12 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import shutil
-import textwrap
 from pathlib import Path
 
 import numpy as np
 
+from cryorefine.commands.options import action_help
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, MODEL_FILE, DiffusionConfig, UnpairedConfig
@@ -52,17 +51,10 @@ from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, MODEL_FILE, D
 log = logging.getLogger(__name__)
 
 
-def _examples(action: str) -> str:
-    """The action's paragraph and examples from the module docstring (its --help)."""
-    paragraph = re.search(rf"^  {action}  (.*?)(?=^  \w+  |\n\n)", __doc__, re.MULTILINE | re.DOTALL).group(1)
-    lines = [line for line in __doc__.split("Examples:")[1].splitlines() if f"translate {action} " in line]
-    return "\n".join([textwrap.fill(" ".join(paragraph.split()), 100), "", "Examples:", *lines])
-
-
 def add_args(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="train a translator", formatter_class=argparse.RawDescriptionHelpFormatter,
-                               description=_examples("train"))
+                               description=action_help(__doc__, "translate", "train"))
     train.add_argument("--method", choices=METHODS, default=METHODS[0], help="(default %(default)s)")
     train.add_argument("--scenes", required=True, type=Path, help="a cryorefine scene output folder")
     train.add_argument("--real", required=True, type=Path, nargs="+", help="real micrograph(s), MRC")
@@ -100,7 +92,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--seed", type=int, default=0, help="seed of the tiles and weights (default 0)")
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
-                               formatter_class=argparse.RawDescriptionHelpFormatter, description=_examples("apply"))
+                               formatter_class=argparse.RawDescriptionHelpFormatter, description=action_help(__doc__, "translate", "apply"))
     for action in (train, apply):
         action.set_defaults(command_parser=action)
     source = apply.add_mutually_exclusive_group(required=True)

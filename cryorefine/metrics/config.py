@@ -55,3 +55,10 @@ class PickerConfig:
     # Start from topaz's resnet8_u{units} detector weights; off, so that only the training set counts.
     pretrained: bool = False
     seed: int = 0
+
+    @classmethod
+    def for_particle(cls, diameter_px: float, **settings) -> PickerConfig:
+        """Topaz's recipe for a particle `diameter_px` across: about 14 px after downsampling (its 10-30 px
+        range), positives within about a fifth of the diameter of a centre (at least one downsampled pixel)."""
+        downsample = max(1.0, diameter_px / 14)
+        return cls(downsample=downsample, label_radius=max(downsample, 0.2 * diameter_px), **settings)
