@@ -1,6 +1,10 @@
 """The plugin in Scipion's real Tk GUI, on a virtual screen (Xvfb): every protocol's form and every viewer
-opens and draws its widgets without an error. Each form's screenshot is kept in docs/images/scipion/ for
-docs/scipion.md. Skips visibly where Xvfb or Tk is missing (`make test` installs Xvfb from Debian).
+opens and draws its widgets without an error. Skips visibly where Xvfb or Tk is missing (`make test`
+installs Xvfb from Debian).
+
+Every form is photographed; with CRYOREFINE_UPDATE_SCREENSHOTS=1 the pictures replace the ones in
+docs/images/scipion/ that docs/scipion.md shows. Otherwise they go to a temporary folder, so a test run
+leaves the docs alone (fonts, and Scipion's state in a process that ran other tests, change pixels).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from tests._scipion import headless_project, launch_protocol, simulated, trained
 
 from PIL import Image, ImageGrab  # noqa: E402
 from pyworkflow.gui import Window  # noqa: E402
-from pyworkflow.gui.project import ProjectWindow  # noqa: E402, F401 (imports the GUI in Scipion's order)
+from pyworkflow.gui.project import ProjectWindow  # noqa: E402, F401 (form.py imported first is a circular import)
 from pyworkflow.gui.form import FormWindow  # noqa: E402
 from pyworkflow.utils.properties import Message  # noqa: E402
 
@@ -32,7 +36,7 @@ from cryorefine_scipion.viewers import CryorefineModelViewer, CryorefinePlotsVie
 from cryorefine_scipion.constants import GENERATED_PLOT, MODEL_PLOTS  # noqa: E402
 from cryorefine_scipion.viewers.viewer_plots import PLOT_TITLES, SCREEN_FRACTION  # noqa: E402
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "images" / "scipion"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "images" / "scipion"
 SCREEN = (1920, 1080)
 DRAW_MS = 1500  # time given to a window to draw before it is inspected
 HEADER_FIELDS = {"runName", "hostName"}  # Scipion draws these in the form's header, not as parameter widgets
@@ -122,14 +126,22 @@ def assert_fits_the_screen(window) -> None:
     assert window.winfo_height() <= SCREEN_FRACTION * SCREEN[1] + 1
 
 
-def screenshot(widget, name: str) -> Image.Image:
-    """What the screen shows of a widget's window; kept as docs/images/scipion/NAME.png."""
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    """Where the screenshots go: the docs' folder when asked to update it, else a temporary one."""
+    if os.environ.get("CRYOREFINE_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return DOCS_SCREENSHOTS
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def screenshot(widget, path: Path) -> Image.Image:
+    """What the screen shows of a widget's window, saved as PATH."""
     widget.update()
     x, y = widget.winfo_rootx(), widget.winfo_rooty()
     image = ImageGrab.grab(bbox=(x, y, x + widget.winfo_width(), y + widget.winfo_height()),
                            xdisplay=os.environ["DISPLAY"])
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    image.save(SCREENSHOTS / f"{name}.png", optimize=True)
+    image.save(path, optimize=True)
     return image
 
 
@@ -151,7 +163,8 @@ FORMS = {ProtCryorefineSimulate: "form_simulate", ProtCryorefineTrain: "form_tra
 
 
 @pytest.mark.parametrize("protocol_class", FORMS, ids=lambda cls: cls.__name__)
-def test_each_protocol_form_opens_in_scipions_gui(project, main_window, trpv1, simulated, trained, protocol_class):
+def test_each_protocol_form_opens_in_scipions_gui(project, main_window, screenshots, trpv1, simulated, trained,
+                                                  protocol_class):
     protocol = project.newProtocol(protocol_class, **_form_inputs(protocol_class, trpv1, simulated, trained))
     form = FormWindow(Message.TITLE_NAME_RUN + protocol.getClassName(), protocol, lambda *args: None, main_window)
     form.adjustSize()
@@ -160,7 +173,7 @@ def test_each_protocol_form_opens_in_scipions_gui(project, main_window, trpv1, s
         shown = {name for section in protocol.getDefinition().iterSections() for name, _ in section.iterParams()}
         shown -= HEADER_FIELDS
         assert shown <= set(form.widgetDict), f"no widget for {sorted(shown - set(form.widgetDict))}"
-        image = screenshot(form.root, FORMS[protocol_class])
+        image = screenshot(form.root, screenshots / f"{FORMS[protocol_class]}.png")
         assert image.width >= 600 and image.height >= 450 and len(set(image.getdata())) > 10
 
     try:
@@ -182,7 +195,7 @@ def test_the_model_viewer_opens_each_training_plot_within_the_screen(main_window
 
 
 @pytest.mark.parametrize("run", ["trained", "generated"])
-def test_analyze_results_lists_the_runs_plots_and_opens_them(request, main_window, run):
+def test_analyze_results_lists_the_runs_plots_and_opens_them(request, main_window, screenshots, run):
     """Issue 17: a generate run's viewer said "No plots yet"; it now opens the generated particles' panel."""
     protocol = request.getfixturevalue(run)
     viewer = CryorefinePlotsViewer(project=protocol.getProject(), protocol=protocol)
@@ -197,7 +210,7 @@ def test_analyze_results_lists_the_runs_plots_and_opens_them(request, main_windo
         assert_fits_the_screen(opened[0])
         if run == "generated":
             assert opened[0].title() == PLOT_TITLES[GENERATED_PLOT]
-            screenshot(opened[0], "viewer_generate")
+            screenshot(opened[0], screenshots / "viewer_generate.png")
 
     try:
         while_shown(main_window, lambda: viewer.visualize(protocol, windows=main_window), inspect)
