@@ -120,10 +120,7 @@ def _select_rows(n: int, config: SimulateConfig) -> np.ndarray:
 
 def _geometry(star: ParticleStar, images: ParticleImages, config: SimulateConfig) -> tuple[float, int, int, int, float]:
     """(particle pixel size, particle box, resized box, target box, target pixel size)."""
-    pixel_sizes = np.unique(star.optics["rlnImagePixelSize"].astype(float).round(5))
-    if len(pixel_sizes) > 1:
-        raise InputError(star.path, f"optics groups have different pixel sizes {list(pixel_sizes)}; simulate them separately")
-    pixel = float(pixel_sizes[0])
+    pixel = star.pixel_size
     box = images.box
     if "rlnImageSize" in star.optics:
         declared = set(star.optics["rlnImageSize"].astype(int))

@@ -170,6 +170,10 @@ def test_the_flag_form_of_earlier_releases_still_works_with_a_line_saying_the_ne
                                                f"next release; this is: cryorefine evaluate {' '.join(upgraded)}")
     assert upgrade_flag_form(["evaluate", *upgraded]) == ["evaluate", *upgraded]  # the new form is left alone
     assert capsys.readouterr().err == ""
+    # --threads, which every command takes, may come first (the Scipion plugin of the last release puts it there)
+    assert upgrade_flag_form(["evaluate", "--threads", "2", *legacy]) == ["evaluate", upgraded[0], "--threads", "2",
+                                                                         *upgraded[1:]]
+    assert upgrade_flag_form(["evaluate", "--threads=2", *legacy])[:3] == ["evaluate", upgraded[0], "--threads=2"]
 
 
 def test_a_legacy_command_line_runs_end_to_end(pairs, tmp_path, capsys):

@@ -323,7 +323,7 @@ def test_runs_are_named_cryorefine_and_their_label(project):
 def test_use_gpu_follows_the_machine_and_a_gpu_run_on_a_host_without_one_is_refused(protocol):
     """Issue 17: 'Use GPU' defaulted to Yes everywhere, and on a CPU host the run failed with only an exit status."""
     import cryorefine_scipion.protocols as protocols
-    from cryorefine_scipion.protocols.protocol_base import host_has_cuda
+    from cryorefine.device import host_has_cuda
 
     prot = getattr(protocols, protocol)()
     assert prot.useGpu.get() == host_has_cuda()

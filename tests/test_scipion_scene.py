@@ -29,7 +29,8 @@ from cryorefine_scipion.convert import map_with_sampling  # noqa: E402
 from cryorefine_scipion.protocols import ProtCryorefineScene, ProtCryorefineTranslate  # noqa: E402
 from cryorefine_scipion.protocols.protocol_scene import copy_numbers  # noqa: E402
 
-SCENE = dict(numberOfMicrographs=2, size=256, pixelSize=4.88, defocusMin=1.5, defocusMax=2.5, dose=40.0, seed=3,
+# The pixel size is left empty: the first map's (4.88 Å) is the default.
+SCENE = dict(numberOfMicrographs=2, size=256, defocusMin=1.5, defocusMax=2.5, dose=40.0, seed=3,
              volumeCopies="5", atomStructCopies="2", useGpu=False)
 TRANSLATE = dict(steps=4, batchSize=2, tile=32, baseChannels=4, depth=2, useGpu=False)
 

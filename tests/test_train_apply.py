@@ -259,3 +259,30 @@ def test_training_on_a_handful_of_pairs_is_warned_about(pairs, tmp_path, caplog)
     with caplog.at_level("WARNING"):
         run("train", "--pairs", pairs, "--out", tmp_path / "m", "--steps", 1, "--device", "cpu", *FAST)
     assert any("far too few" in record.getMessage() for record in caplog.records)
+
+
+def test_the_model_records_its_pixel_size_and_refuses_another(simulated_pairs, tmp_path):
+    """Issue 15: a model trained at 3 Å/px made noise of 3 Å/px frequencies for any input; now apply and
+    generate refuse images of another pixel size, in one line naming the file. Older models (no pixel size
+    recorded) are still read, checked by their box."""
+    root = simulated_pairs
+    config = json.loads((root / "model" / "config.json").read_text())
+    assert config["pixel_size"] == 3.0
+    sim = read_particle_star(root / "pairs" / "sim.star")
+    other = tmp_path / "other.star"
+    write_particle_star(other, sim.optics.assign(rlnImagePixelSize=2.0), sim.particles)
+    for command in (["apply", "--particles", other], ["generate", "--like", other, "--map", root / "in" / "map.mrc",
+                                                       "--n", 2, "--noise", "gaussian"]):
+        with pytest.raises(InputError, match="images are 2 Å/px but the model was trained at 3 Å/px"):
+            run(command[0], "--model", root / "model", *command[1:], "--out", tmp_path / "out")
+        assert not (tmp_path / "out").exists()
+
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "checkpoint.pt").write_bytes((root / "model" / "checkpoint.pt").read_bytes())
+    (older / "noise_models.json").write_bytes((root / "model" / "noise_models.json").read_bytes())
+    state = torch.load(older / "checkpoint.pt", weights_only=True)
+    del state["config"]["pixel_size"]
+    torch.save(state, older / "checkpoint.pt")
+    assert load_checkpoint(older)[0].pixel_size is None
+    run("apply", "--model", older, "--particles", other, "--out", tmp_path / "applied", "--noise", "gaussian")

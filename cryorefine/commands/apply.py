@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> None:
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     star = read_particle_star(args.particles)
     images = ParticleImages(star, args.project_dir)
-    refiner.check_box(images.box, args.particles)
-    pixel_size = float(star.optics["rlnImagePixelSize"].astype(float).iloc[0])
+    pixel_size = star.pixel_size
+    refiner.check_geometry(images.box, pixel_size, args.particles)
     stack = stack_reference(args.out / "particles.mrcs", args.project_dir)
     n = len(star)
     keys = particle_keys(star.particles)

@@ -74,13 +74,18 @@ def upgrade_flag_form(argv: list[str]) -> list[str]:
     """`evaluate --FLAG ...` (earlier releases) as `evaluate SUBCOMMAND ...`, saying so on stderr; any other
     command line unchanged. The subcommand is the one the flags belong to (denoising, picking, micrographs,
     else particles), as the flag form chose it."""
-    if len(argv) < 2 or argv[0] != "evaluate" or not argv[1].startswith("--") or argv[1] in ("--help", "--threads"):
+    if argv[:1] != ["evaluate"]:
         return argv
-    words = [word.partition("=")[0] for word in argv[1:]]
-    chosen = {LEGACY_FLAGS[word][0] for word in words if word in LEGACY_FLAGS}
+    rest = argv[1:]
+    # --threads, which every command takes, may come before the old flags (the Scipion plugin put it there).
+    common = rest[:1] if rest[:1] and rest[0].startswith("--threads=") else rest[:2] if rest[:1] == ["--threads"] else []
+    rest = rest[len(common):]
+    if not rest or not rest[0].startswith("--") or rest[0] == "--help":
+        return argv
+    chosen = {LEGACY_FLAGS[word.partition("=")[0]][0] for word in rest if word.partition("=")[0] in LEGACY_FLAGS}
     action = next((name for name in ("denoising", "picking", "micrographs") if name in chosen), "particles")
-    upgraded = ["evaluate", action]
-    for word in argv[1:]:
+    upgraded = ["evaluate", action, *common]
+    for word in rest:
         flag, equals, value = word.partition("=")
         if flag in LEGACY_FLAGS and LEGACY_FLAGS[flag][0] == action:
             word = LEGACY_FLAGS[flag][1] + equals + value
@@ -228,7 +233,7 @@ def evaluate_particles(args: argparse.Namespace) -> None:
     raw_images, fake_images = raw.read(rows), fake.read(rows)
     sim_images = None if sim is None else sim.read(rows)
 
-    pixel_size = float(raw.star.optics["rlnImagePixelSize"].astype(float).iloc[0])
+    pixel_size = raw.star.pixel_size
     diameter_px = None if args.mask_diameter is None else args.mask_diameter / pixel_size
     metrics = evaluate_sets(fake_images, raw_images, sim_images, mask_diameter_px=diameter_px, seed=args.seed,
                             classifier=ClassifierConfig(steps=args.classifier_steps, repeats=args.classifier_repeats))

@@ -70,10 +70,8 @@ def main(args: argparse.Namespace) -> None:
     stacks = {name: stack_reference(args.out / f"{name}.mrcs", args.project_dir) for name in ("particles", "clean")}
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     like = read_particle_star(args.like)
-    pixel_sizes = np.unique(like.optics["rlnImagePixelSize"].astype(float).round(5))
-    if len(pixel_sizes) > 1:
-        raise InputError(args.like, f"optics groups have different pixel sizes {list(pixel_sizes)}")
-    pixel, box = float(pixel_sizes[0]), refiner.box
+    pixel, box = like.pixel_size, refiner.box
+    refiner.check_geometry(box, pixel, args.like)
     model = ForwardModel(load_map(args.map, pixel, box, args.map_pixel_size), pixel, device=refiner.device)
 
     rng = np.random.default_rng(args.seed)

@@ -37,6 +37,7 @@ class ModelSettings:
     train: cfg.TrainConfig
     normalisation: Normalisation
     box: int
+    pixel_size: float | None  # Å; None in models saved before it was recorded
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class ModelSettings:
             "train": cfg.to_dict(self.train),
             "normalisation": {"mean": self.normalisation.mean, "std": self.normalisation.std},
             "box": self.box,
+            "pixel_size": self.pixel_size,
         }
 
     @classmethod
@@ -66,6 +68,7 @@ class ModelSettings:
                 train=cfg.from_dict(cfg.TrainConfig, values["train"]),
                 normalisation=Normalisation(**values["normalisation"]),
                 box=int(values["box"]),
+                pixel_size=None if values.get("pixel_size") is None else float(values["pixel_size"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(path, f"malformed model config ({exc})") from None

@@ -70,6 +70,7 @@ class PairSource(ABC):
     """Row-aligned sim and raw particles; subclasses say how images are read and turned into a pair."""
 
     box: int
+    pixel_size: float  # Å, recorded in the model so that apply and generate can check their input's
     # Lazy stack readers whose `read(rows)` runs in loader workers; `prepare` gets their outputs in order.
     readers: tuple[ParticleImages, ...]
 
@@ -127,6 +128,7 @@ class PairedParticles(PairSource):
         if self.sim.box != self.raw.box:
             raise InputError(self.pairs_dir, f"sim box {self.sim.box} differs from raw box {self.raw.box}")
         self.box = self.sim.box
+        self.pixel_size = self.raw_star.pixel_size
         if len(self) < 2:
             raise InputError(self.pairs_dir, "need at least 2 particle pairs (one to train, one to validate)")
 

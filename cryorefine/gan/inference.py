@@ -50,10 +50,16 @@ class Refiner:
     def box(self) -> int:
         return self.settings.box
 
-    def check_box(self, box: int, path: Path) -> None:
+    def check_geometry(self, box: int, pixel_size: float, path: Path) -> None:
+        """Refuse images of another box or pixel size than the training pairs': the model's noise has their
+        frequencies. A model saved before pixel sizes were recorded is checked by its box only."""
+        advice = "(simulate with the same --box and --pixel-size as the training pairs)"
         if box != self.settings.box:
-            raise InputError(path, f"images are {box} px but the model was trained on {self.settings.box} px "
-                             "(simulate with the same --box and --pixel-size as the training pairs)")
+            raise InputError(path, f"images are {box} px but the model was trained on {self.settings.box} px {advice}")
+        trained = self.settings.pixel_size
+        if trained is not None and abs(pixel_size - trained) > 1e-3 * trained:
+            raise InputError(path, f"images are {pixel_size:.4g} Å/px but the model was trained at {trained:.4g} Å/px "
+                             f"{advice}")
 
     @torch.no_grad()
     def __call__(self, sim: np.ndarray, keys: Sequence[str] | None = None) -> np.ndarray:

@@ -150,7 +150,7 @@ class Trainer:
             log.warning("training on %d pairs: far too few for the model to learn the noise of a data set rather "
                         "than of these images; use a few thousand", len(self.train_rows))
         normalisation = self._same_on_all_ranks(pairs.measure_normalisation(self.train_rows, train_config.seed))
-        self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box)
+        self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box, pairs.pixel_size)
 
         torch.manual_seed(train_config.seed)
         self.generator = build_generator(model_config, pairs.box)
@@ -215,7 +215,8 @@ class Trainer:
     def _resume(self, model_config: ModelConfig, loss_config: LossConfig, train_config: TrainConfig) -> None:
         settings, state = load_checkpoint(self.out_dir, map_location=self.device)
         check_resumable(settings, model_config, loss_config, train_config, self.pairs.box, self.out_dir / CHECKPOINT_NAME)
-        self.settings = ModelSettings(model_config, loss_config, train_config, settings.normalisation, settings.box)
+        self.settings = ModelSettings(model_config, loss_config, train_config, settings.normalisation, settings.box,
+                                      settings.pixel_size)
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])

@@ -70,10 +70,13 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
 
 
 def read_voxel_size(path: str | os.PathLike) -> float:
-    """A map's voxel size in Å from its header alone (no data read); refuses a header without one."""
+    """A map's voxel size in Å from its header alone (no data read); refuses a header without one.
+
+    As its shortest decimal (4.88, not float32's 4.8800001): a default taken from it then equals the same
+    value typed on the command line."""
     path = Path(path)
     with _open_mmap(path) as handle:
-        voxel = float(handle.voxel_size.x)
+        voxel = float(str(np.float32(handle.voxel_size.x)))
     if not (math.isfinite(voxel) and voxel > 0):
         raise InputError(path, f"map header has no usable voxel size ({voxel:g} Å)")
     return voxel

@@ -56,6 +56,16 @@ class ParticleStar:
     def __len__(self) -> int:
         return len(self.particles)
 
+    @property
+    def pixel_size(self) -> float:
+        """The one pixel size of all optics groups (Å); sets mixing pixel sizes are refused: every command
+        works at one sampling."""
+        sizes = np.unique(self.optics["rlnImagePixelSize"].astype(float).round(5))
+        if len(sizes) > 1:
+            raise InputError(self.path, f"optics groups have different pixel sizes {list(sizes)}; "
+                             "process each pixel size separately")
+        return float(sizes[0])
+
 
 @dataclass
 class ParticleParameters:

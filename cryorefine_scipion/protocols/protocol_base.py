@@ -4,7 +4,6 @@ registering a scene's coordinates."""
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.exceptions import PyworkflowException
 
+from cryorefine.device import NO_GPU_REASON, host_has_cuda
 from cryorefine_scipion import Plugin
 from cryorefine_scipion.constants import PLUGIN_NAME
 from cryorefine_scipion.convert import Scene, fill_scene_coordinates, fill_scene_ctfs, is_mrc_stack
@@ -50,11 +50,6 @@ def geometry_problem(what: str, box: int, sampling: float, expected_box: int, ex
         return [f"{what} have {sampling:.4f} Å/px but the model was trained at {expected_sampling:.4f} Å/px; "
                 "resample them to the model's pixel size first."]
     return []
-
-
-def host_has_cuda() -> bool:
-    """Whether this machine has an NVIDIA driver (checked without importing torch into Scipion's GUI)."""
-    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
 
 
 # The engine's one-line reason for refusing or stopping: `cryorefine COMMAND: error: ...` (cryorefine.cli).
@@ -110,8 +105,8 @@ class ProtCryorefineBase(EMProtocol):
         fail with only an exit status in the GUI, so it is refused here with the reason."""
         errors = super().validate()
         if self.usesGpu() and not self.useQueue() and not host_has_cuda():
-            errors.append("Use GPU is Yes but this machine has no NVIDIA GPU driver (no /proc/driver/nvidia, "
-                          "no nvidia-smi): set Use GPU to No to run on the CPU, or submit to a queue with GPUs.")
+            errors.append(f"Use GPU is Yes but {NO_GPU_REASON}: set Use GPU to No to run on the CPU, "
+                          "or submit to a queue with GPUs.")
         return errors
 
     def _runCryorefine(self, command: str, arguments: list) -> None:

@@ -167,7 +167,7 @@ class ProtCryorefineRefine(ProtCryorefineBase):
     def evaluateStep(self):
         raw_star = self._getExtraPath("raw_particles.star")
         write_particles_star(self.rawParticles.get(), raw_star)
-        self._runCryorefine("evaluate", ["--fake", self._outDir(PARTICLES_STAR), "--raw", raw_star,
+        self._runCryorefine("evaluate", ["particles", "--fake", self._outDir(PARTICLES_STAR), "--raw", raw_star,
                                          "--sim", self._inputStar(), "--out", self.evaluationDir()])
 
     # ------------------------------------------------------------------ info

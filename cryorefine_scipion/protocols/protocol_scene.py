@@ -75,7 +75,8 @@ class ProtCryorefineScene(ProtCryorefineBase):
         form.addSection(label="Micrographs")
         form.addParam("numberOfMicrographs", params.IntParam, default=4, label="Number of micrographs")
         form.addParam("size", params.IntParam, default=1024, label="Micrograph size (px)")
-        form.addParam("pixelSize", params.FloatParam, default=1.0, label="Pixel size (Å)")
+        form.addParam("pixelSize", params.FloatParam, allowsNull=True, label="Pixel size (Å)",
+                      help="Empty: the first map's pixel size (1 Å when every species is an atomic structure).")
         form.addParam("placement", params.EnumParam, choices=list(PLACEMENTS), default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label="Placement",
                       help="uniform: random, never overlapping; clustered: polysome-like chains; "
@@ -140,7 +141,8 @@ class ProtCryorefineScene(ProtCryorefineBase):
     def sceneStep(self):
         arguments = [*self._speciesArguments(), "--out", self.sceneDir(),
                      "--n-micrographs", self.numberOfMicrographs.get(), "--size", self.size.get(),
-                     "--pixel-size", self.pixelSize.get(), "--placement", PLACEMENTS[self.placement.get()],
+                     *(["--pixel-size", self.pixelSize.get()] if self.pixelSize.hasValue() else []),
+                     "--placement", PLACEMENTS[self.placement.get()],
                      "--ice-thickness", self.iceThickness.get(),
                      "--defocus", self.defocusMin.get(), self.defocusMax.get(), "--dose", self.dose.get(),
                      "--voltage", self.voltage.get(), "--cs", self.sphericalAberration.get(),
@@ -189,8 +191,8 @@ class ProtCryorefineScene(ProtCryorefineBase):
                 errors.append(f"Species file {path} does not exist.")
         if self.size.get() is None or self.size.get() < MIN_SIZE:
             errors.append(f"The micrograph size must be at least {MIN_SIZE} px.")
-        if not self.pixelSize.get() or self.pixelSize.get() <= 0:
-            errors.append("The pixel size must be positive.")
+        if self.pixelSize.hasValue() and self.pixelSize.get() <= 0:
+            errors.append("The pixel size must be positive (or empty for the first map's).")
         if self.numberOfMicrographs.get() is None or self.numberOfMicrographs.get() < 1:
             errors.append("Build at least one micrograph.")
         low, high = self.defocusMin.get(), self.defocusMax.get()
