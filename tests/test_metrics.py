@@ -10,7 +10,8 @@ from cryorefine.metrics.classifier import classifier_auc, roc_auc
 from cryorefine.metrics.config import ClassifierConfig
 from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
 from cryorefine.metrics.report import evaluate_sets, headline
-from cryorefine.metrics.spectral import fourier_ring_correlation, noise_power_spectrum, rpsd_metrics, soft_circular_mask
+from cryorefine.metrics.spectral import fourier_ring_correlation, noise_power_spectrum, rpsd_metrics
+from cryorefine.physics.imaging import soft_circular_mask
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,7 @@ def _low_pass(images: torch.Tensor) -> torch.Tensor:
 
 def test_identical_sets_have_zero_rpsd_and_pixel_distances():
     images = _noise(16, 32, 0)
-    mask = soft_circular_mask(32, 20)
+    mask = soft_circular_mask(32, 8, edge_px=4)
     assert all(v == 0 for v in rpsd_metrics(images, images.clone(), mask).values())
     assert paired_pixel_errors(images, images.clone()) == {"l1": 0.0, "mse": 0.0}
     assert pixel_wasserstein(images, images.clone()) == 0.0
@@ -43,7 +44,7 @@ def test_identical_sets_have_zero_rpsd_and_pixel_distances():
 
 def test_rpsd_inside_and_outside_mask_localise_a_difference():
     raw = _noise(32, 32, 1)
-    mask = soft_circular_mask(32, 16)
+    mask = soft_circular_mask(32, 6, edge_px=4)
     fake = raw * (1 - mask) + _low_pass(_noise(32, 32, 2)) * mask  # only the inside differs
     result = rpsd_metrics(fake, raw, mask)
     assert result["inside_l1"] > 10 * result["outside_l1"]
@@ -51,7 +52,7 @@ def test_rpsd_inside_and_outside_mask_localise_a_difference():
 
 
 def test_soft_mask_is_one_inside_zero_outside_and_smooth():
-    mask = soft_circular_mask(64, 40, edge_px=4)
+    mask = soft_circular_mask(64, 18, edge_px=4)
     assert mask[32, 32] == 1 and mask[0, 0] == 0
     assert mask[32, 32 + 17] == 1 and mask[32, 32 + 23] == 0
     assert 0 < mask[32, 32 + 20] < 1

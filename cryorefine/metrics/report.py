@@ -20,13 +20,15 @@ from cryorefine.metrics.spectral import (
     noise_power_spectrum,
     ring_radii,
     rpsd_metrics,
-    soft_circular_mask,
 )
+from cryorefine.physics.imaging import soft_circular_mask
 
 log = logging.getLogger(__name__)
 
 # Particle mask diameter when none is given: a typical particle fills about 60% of its box.
 DEFAULT_MASK_FRACTION = 0.6
+# Width of that mask's cosine fall-off in pixels, centred on its diameter.
+MASK_EDGE_PX = 4.0
 
 
 def _as_tensor(images) -> torch.Tensor:
@@ -49,7 +51,7 @@ def evaluate_sets(fake, raw, sim=None, *, mask_diameter_px: float | None = None,
         raise ValueError(f"fake, raw (and sim) must be paired (N, H, W) sets of one shape, got {shapes}")
     n, box = fake.shape[0], fake.shape[-1]
     diameter = mask_diameter_px if mask_diameter_px is not None else DEFAULT_MASK_FRACTION * box
-    mask = soft_circular_mask(box, diameter)
+    mask = soft_circular_mask(box, diameter / 2 - MASK_EDGE_PX / 2, MASK_EDGE_PX, dtype=torch.float64).float()
 
     log.info("scoring %d image pairs of %d px", n, box)
     metrics: dict = {

@@ -11,22 +11,6 @@ import torch
 
 from cryorefine.spectra import ring_indices, default_bins, radial_log_power, rpsd_distance
 
-# Width of the cosine fall-off of the soft particle mask, in pixels.
-MASK_EDGE_PX = 4.0
-
-
-def soft_circular_mask(box: int, diameter_px: float, edge_px: float = MASK_EDGE_PX) -> torch.Tensor:
-    """1 inside a centred circle of `diameter_px`, 0 outside, raised-cosine edge of `edge_px` (box, box).
-
-    The soft edge keeps the mask's own sharp boundary out of the masked images' power spectra.
-    """
-    coords = torch.arange(box, dtype=torch.float64) - box // 2
-    radius = torch.sqrt(coords[:, None] ** 2 + coords[None, :] ** 2)
-    inner = diameter_px / 2 - edge_px / 2
-    t = ((radius - inner) / edge_px).clamp(0.0, 1.0)
-    return (0.5 * (1 + torch.cos(torch.pi * t))).float()
-
-
 def ring_sum(values: torch.Tensor, n_bins: int, height: int, width: int) -> torch.Tensor:
     """Sum of rfft-grid values (..., H, W//2+1) over each ring -> (..., n_bins + 1); last bin = corners."""
     ring, counts = ring_indices(height, width, n_bins, str(values.device))

@@ -67,9 +67,11 @@ def window(images: torch.Tensor, new_box: int) -> torch.Tensor:
     return out
 
 
-def soft_circular_mask(box: int, radius_px: float, edge_px: float = 3.0, device=None) -> torch.Tensor:
-    """1 inside the radius, a raised-cosine edge of `edge_px`, 0 outside (RELION's soft mask)."""
-    coords = torch.arange(box, device=device, dtype=torch.float32) - box // 2
+def soft_circular_mask(box: int, radius_px: float, edge_px: float = 3.0, device=None,
+                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """1 inside the radius, a raised-cosine edge of `edge_px` beyond it, 0 outside (RELION's soft mask),
+    computed in `dtype`. The soft edge keeps the mask's own boundary out of masked images' spectra."""
+    coords = torch.arange(box, device=device, dtype=dtype) - box // 2
     radius = torch.sqrt(coords[:, None] ** 2 + coords[None, :] ** 2)
     ramp = torch.clamp((radius - radius_px) / max(edge_px, 1e-6), 0.0, 1.0)
     return 0.5 * (1.0 + torch.cos(math.pi * ramp))
