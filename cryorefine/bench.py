@@ -31,6 +31,7 @@ from cryorefine.errors import CryorefineError
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.io.mrc import StackWriter, write_map
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
+from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel
 
 log = logging.getLogger(__name__)
@@ -152,12 +153,6 @@ def _peak_rss_mb() -> float:
     return max(own, children) / 1024.0
 
 
-def _per_image_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-    return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
-
-
 def cryojax_simulator(volume: np.ndarray, pixel_size: float, params, batch_size: int):
     """A function simulating cryoJAX's images of `params` (same map, poses and CTF), or None without cryojax.
 
@@ -256,9 +251,9 @@ def bench_simulate(n: int = 1000, box: int = 128, device: str = "cpu", batch_siz
         ours = outputs["forward"]
         relion_r = cryojax_r = None
         if "relion_project" in contenders:
-            relion_r = _per_image_pearson(mrcfile.read(folder / "relion.mrcs"), ours)
+            relion_r = pearson_rows(torch.as_tensor(mrcfile.read(folder / "relion.mrcs")), torch.as_tensor(ours)).numpy()
         if "cryojax" in contenders:
-            cryojax_r = _per_image_pearson(outputs["cryojax"], ours)
+            cryojax_r = pearson_rows(torch.as_tensor(outputs["cryojax"]), torch.as_tensor(ours)).numpy()
     rate = {name: n / float(np.median(times)) for name, times in seconds.items()}
     ratio = lambda a, b: round(rate[a] / rate[b], 2) if b in rate else None  # noqa: E731
     median = lambda r: None if r is None else round(float(np.median(r)), 5)  # noqa: E731

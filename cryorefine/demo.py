@@ -35,6 +35,7 @@ from cryorefine.demo_settings import DATA_KINDS, DemoConfig, RealismEffects
 from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
+from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.physics.projection import relion_rotation_matrices
 
@@ -200,15 +201,11 @@ def real_data_check(out: Path, seed: int) -> dict:
         poses = params.subset(np.full(100, i))
         poses.rot, poses.psi = rng.uniform(-180, 180, (2, 100))
         poses.tilt = np.degrees(np.arccos(rng.uniform(-1, 1, 100)))
-        stated.append(_pearson(sim[i], raw[i]))
-        random_median.append(float(np.median([_pearson(s, raw[i]) for s in model.simulate(poses).numpy()])))
+        stated.append(float(pearson_rows(torch.from_numpy(sim[i : i + 1]), torch.from_numpy(raw[i : i + 1]))[0]))
+        random = pearson_rows(model.simulate(poses), torch.from_numpy(raw[i]).expand(100, -1, -1))
+        random_median.append(float(np.median(random.numpy())))
     return {"correlation_at_stated_pose": stated, "median_correlation_random_poses": random_median,
             "mean_stated": float(np.mean(stated)), "mean_random": float(np.mean(random_median))}
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
 
 
 # Methods of the table: name -> how its particles are made (the model folder and `--noise`).

@@ -30,6 +30,7 @@ from cryorefine.io.star import (
     stack_reference,
     write_particle_star,
 )
+from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel, prepare_map, rebox
 from cryorefine.physics.imaging import background_normalise, soft_circular_mask
 from cryorefine.physics.projection import random_poses
@@ -99,7 +100,7 @@ def pose_check(simulator: "PairSimulator", rows: np.ndarray, raw: torch.Tensor, 
     poses = simulator.params.subset(np.repeat(np.asarray(rows[:n]), POSE_CHECK_POSES))
     poses.rot, poses.tilt, poses.psi = random_poses(count, rng)
     random_sims = rebox(simulator.model.simulate(poses), simulator.box, simulator.resize_to)
-    random = _pearson(raw[:n].repeat_interleave(POSE_CHECK_POSES, 0), random_sims).cpu().numpy()
+    random = pearson_rows(raw[:n].repeat_interleave(POSE_CHECK_POSES, 0), random_sims).cpu().numpy()
     stated_median, random_median = float(np.median(stated[:n])), float(np.median(random))
     # Clearly above: by more than twice the random level's standard error, and by at least 0.01.
     margin = max(0.01, 2 * float(random.std()) / np.sqrt(n))
@@ -164,12 +165,6 @@ def output_tables(star: ParticleStar, rows: np.ndarray, stack_name: str, box: in
     particles["rlnImageName"] = [f"{i + 1:06d}@{stack_name}" for i in range(len(rows))]
     particles[CORRELATION_COLUMN] = correlations
     return optics, particles
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a = a.flatten(1) - a.flatten(1).mean(1, keepdim=True)
-    b = b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
-    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp(min=1e-20)
 
 
 class ScaleFit:
@@ -265,7 +260,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
             for start in track(batches, "simulate"):
                 batch_rows = rows[start : start + config.batch_size]
                 sim, raw = simulator.pair(batch_rows, simulator.images.read(batch_rows))
-                correlations[start : start + len(batch_rows)] = _pearson(raw, sim).cpu().numpy()
+                correlations[start : start + len(batch_rows)] = pearson_rows(raw, sim).cpu().numpy()
                 if start == 0:
                     check = pose_check(simulator, batch_rows, raw, correlations, config.seed)
                 fit.add(groups[start : start + len(batch_rows)], raw, sim)

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cryorefine.metrics.config import DenoiserConfig
+from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.progress import Progress
 from cryorefine.metrics.spectral import fourier_ring_correlation
 
@@ -105,14 +106,6 @@ def train_denoiser(noisy: np.ndarray | torch.Tensor, clean: np.ndarray | torch.T
     return model.eval()
 
 
-def _pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a = a.flatten(1).double()
-    b = b.flatten(1).double()
-    a = a - a.mean(1, keepdim=True)
-    b = b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp_min(1e-30)
-
-
 @torch.no_grad()
 def score_denoiser(model: nn.Module, raw: np.ndarray | torch.Tensor, sim: np.ndarray | torch.Tensor,
                    batch_size: int = 64) -> DenoisingScore:
@@ -123,7 +116,7 @@ def score_denoiser(model: nn.Module, raw: np.ndarray | torch.Tensor, sim: np.nda
                          f"and {tuple(sim_t.shape)}")
     inputs, _, _ = _standardise(raw_t)
     denoised = torch.cat([model(inputs[i : i + batch_size, None])[:, 0] for i in range(0, len(inputs), batch_size)])
-    correlation = _pearson_rows(denoised, sim_t)
+    correlation = pearson_rows(denoised.double(), sim_t.double())
     frc = fourier_ring_correlation(denoised, sim_t)
     sem = float(correlation.std() / np.sqrt(len(correlation))) if len(correlation) > 1 else 0.0
     return DenoisingScore(correlation=float(correlation.mean()), correlation_sem=sem, frc_mean=float(frc.mean()),
