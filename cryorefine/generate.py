@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy.spatial.transform import Rotation
 
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import ParticleStar, particle_parameters
 from cryorefine.physics.forward import ForwardModel
+from cryorefine.simulate import ScaleFit
 
 ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst")
@@ -46,7 +48,7 @@ def draw_particles(like: ParticleStar, n: int, poses: str, shifts: str, rng: np.
 
 def fit_sim_scale(model: ForwardModel, like: ParticleStar, box: int, rng: np.random.Generator,
                   project_dir: Path | None) -> dict[int, float]:
-    """Least-squares scale per optics group from clean sims to the like file's images (as `simulate` does)."""
+    """Least-squares scale per optics group from clean sims to the like file's images (`simulate`'s fit, in float64)."""
     images = ParticleImages(like, project_dir)
     try:
         if images.box != box:
@@ -54,13 +56,10 @@ def fit_sim_scale(model: ForwardModel, like: ParticleStar, box: int, rng: np.ran
                              "(pass the training pairs' raw.star as --like)")
         rows = np.sort(rng.permutation(len(like))[:SCALE_FIT_PARTICLES])
         params = particle_parameters(like).subset(rows)
-        sim = model.simulate(params).cpu().numpy().astype(np.float64)
-        raw = images.read(rows).astype(np.float64)
+        sim = model.simulate(params).cpu().double()
+        raw = torch.from_numpy(images.read(rows)).double()
     finally:
         images.close()
-    scales = {}
-    for group in np.unique(params.optics_group):
-        sel = params.optics_group == group
-        power = float((sim[sel] ** 2).sum())
-        scales[int(group)] = float((raw[sel] * sim[sel]).sum() / power) if power > 0 else 0.0
-    return scales
+    fit = ScaleFit()
+    fit.add(params.optics_group, raw, sim)
+    return fit.scales()
