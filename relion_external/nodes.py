@@ -68,6 +68,9 @@ class OutputNode:
 def detect_relion_version(project_dir: Path) -> RelionVersion:
     """Read the project's `default_pipeline.star`: `# version 50001` is RELION 5, type labels are 4.0.
 
+    RELION 4.0 labels its process types too (`_rlnPipeLineProcessTypeLabel`), so a 4.0 project whose only
+    job is this one, run without input nodes (a scene job in a new project), is still 4.0: its pipeline has
+    no nodes table yet, and 4.0 reads only type labels from RELION_OUTPUT_NODES.star.
     A project without a pipeline file (a job run by hand or by another pipeliner) gets 3.1 integer
     types, which every version reads when no pipeline exists to disagree.
     """
@@ -77,7 +80,7 @@ def detect_relion_version(project_dir: Path) -> RelionVersion:
     text = pipeline.read_text(errors="replace")
     if any(line.split()[:3] == ["#", "version", "50001"] for line in text.splitlines()):
         return RelionVersion.V5_0
-    if "_rlnPipeLineNodeTypeLabel" in text:
+    if "_rlnPipeLineNodeTypeLabel" in text or "_rlnPipeLineProcessTypeLabel" in text:
         return RelionVersion.V4_0
     return RelionVersion.V3_1
 

@@ -265,6 +265,18 @@ def test_node_labels_follow_the_project_version(tmp_path: Path, pipeline: str, v
     assert rows[1] == ["External/job001/map.mrc", map_type]
 
 
+def test_a_4_0_project_whose_only_job_has_no_input_nodes_is_4_0(tmp_path: Path) -> None:
+    """A scene job as the first job of a new RELION 4.0 project: the pipeline lists the running job (with 4.0's
+    process type label) but has no nodes table yet; integer node types would reach 4.0 without a type label."""
+    only_the_running_job = PIPELINE_4_0.split("# version 30001\n\ndata_pipeline_nodes")[0].replace(
+        "Import/job001/       None relion.importmovies  Succeeded", "External/job001/       None relion.external  Running")
+    assert "_rlnPipeLineNodeTypeLabel" not in only_the_running_job
+    (tmp_path / "default_pipeline.star").write_text(only_the_running_job)
+    assert detect_relion_version(tmp_path) is RelionVersion.V4_0
+    (tmp_path / "default_pipeline.star").write_text(only_the_running_job.replace("# version 30001", "# version 50001"))
+    assert detect_relion_version(tmp_path) is RelionVersion.V5_0
+
+
 def test_project_without_pipeline_gets_3_1_types(tmp_path: Path) -> None:
     assert detect_relion_version(tmp_path) is RelionVersion.V3_1
 
