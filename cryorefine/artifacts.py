@@ -6,7 +6,12 @@ a renamed file is renamed for every reader at once.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from cryorefine.errors import InputError
 
 
 class PairsFolder:
@@ -30,7 +35,8 @@ class ModelFolder:
     CHECKPOINT = "checkpoint.pt"
     CONFIG = "config.json"
     LOG = "log.csv"
-    PLOTS = "plots"
+    PLOTS = "plots"  # a folder holding these, sim/model/raw images, their RPSD curves and the loss curves:
+    PANELS_PLOT, RPSD_PLOT, LOSSES_PLOT = "panels.png", "rpsd.png", "losses.png"
 
 
 class ParticlesFolder:
@@ -52,3 +58,116 @@ class SceneFolder:
     MASK = "mask_{:03d}.mrc"
     ICE = "ice_{:03d}.mrc"
     COORDINATES = "coords_{:03d}.star"
+
+
+class TranslatedFolder:
+    """`cryorefine translate apply --out`: one translated micrograph per scene micrograph, beside copies of the
+    scene's coordinates and masks (SceneFolder.COORDINATES, SceneFolder.MASK)."""
+
+    MICROGRAPH = "translated_{:03d}.mrc"
+
+
+SCENE_FORMAT = "cryorefine-scene"
+SCENE_VERSION = 1  # files without a version are this layout too (written before it was stated)
+
+
+@dataclass(frozen=True)
+class SceneSpecies:
+    name: str
+    source: str  # the map or atomic model it was made from
+    copies: int  # asked for per micrograph
+    box: int  # px at the scene's pixel size
+    diameter_a: float
+
+
+@dataclass(frozen=True)
+class SceneMicrograph:
+    particles: int  # placed
+    requested: int
+    defocus_u_a: float
+    defocus_v_a: float
+    defocus_angle_deg: float
+    min_separation_px: float
+    ice_mean_a: float
+    ice_std_a: float
+
+
+@dataclass(frozen=True)
+class SceneDescription:
+    """scene.json: how a scene was built and what each micrograph holds, read by `translate` and both
+    adapters. `settings` is the builder's whole configuration (`SceneConfig` as a dict, kept for the
+    record); the fields the readers use are properties with their units."""
+
+    settings: dict[str, Any]
+    seed: int
+    species: list[SceneSpecies]
+    micrographs: list[SceneMicrograph]
+
+    @property
+    def size(self) -> int:
+        return int(self.settings["size"])
+
+    @property
+    def pixel_size(self) -> float:
+        return float(self.settings["pixel_size"])
+
+    @property
+    def voltage_kv(self) -> float:
+        return float(self.settings["optics"]["voltage_kv"])
+
+    @property
+    def cs_mm(self) -> float:
+        return float(self.settings["optics"]["cs_mm"])
+
+    @property
+    def amplitude_contrast(self) -> float:
+        return float(self.settings["optics"]["amplitude_contrast"])
+
+    @property
+    def dose_per_a2(self) -> float | None:
+        return None if not self.settings.get("dose_per_a2") else float(self.settings["dose_per_a2"])
+
+    @property
+    def largest_species_box(self) -> int:
+        return max(species.box for species in self.species)
+
+    def to_dict(self) -> dict[str, Any]:
+        micrographs = [{"micrograph": SceneFolder.MICROGRAPH.format(index), "particles": m.particles,
+                        "requested": m.requested,
+                        "defocus": {"u_a": m.defocus_u_a, "v_a": m.defocus_v_a, "angle_deg": m.defocus_angle_deg},
+                        "min_separation_px": m.min_separation_px, "ice_mean_a": m.ice_mean_a, "ice_std_a": m.ice_std_a}
+                       for index, m in enumerate(self.micrographs)]
+        return {"format": SCENE_FORMAT, "version": SCENE_VERSION, "config": self.settings, "seed": self.seed,
+                "species": [asdict(species) for species in self.species], "micrographs": micrographs}
+
+    @classmethod
+    def read(cls, folder: Path) -> SceneDescription:
+        """The description of a scene folder; a missing, foreign or damaged file is one InputError naming it."""
+        path = Path(folder) / SceneFolder.DESCRIPTION
+        if not path.is_file():
+            raise InputError(Path(folder), f"no {SceneFolder.DESCRIPTION}: not a folder written by `cryorefine scene`")
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(path, f"unreadable scene description ({exc})") from None
+        if not isinstance(values, dict) or values.get("format", SCENE_FORMAT) != SCENE_FORMAT:
+            raise InputError(path, "not a cryorefine scene description")
+        if values.get("version", SCENE_VERSION) != SCENE_VERSION:
+            raise InputError(path, f"scene description version {values.get('version')} is not supported "
+                             f"(this cryorefine reads version {SCENE_VERSION})")
+        try:
+            description = cls(
+                settings=dict(values["config"]), seed=int(values["seed"]),
+                species=[SceneSpecies(str(s["name"]), str(s["source"]), int(s["copies"]), int(s["box"]),
+                                      float(s["diameter_a"])) for s in values["species"]],
+                micrographs=[SceneMicrograph(int(m["particles"]), int(m["requested"]), float(m["defocus"]["u_a"]),
+                                             float(m["defocus"]["v_a"]), float(m["defocus"]["angle_deg"]),
+                                             float(m["min_separation_px"]), float(m["ice_mean_a"]),
+                                             float(m["ice_std_a"])) for m in values["micrographs"]])
+            for name in ("size", "pixel_size", "voltage_kv", "cs_mm", "amplitude_contrast", "dose_per_a2"):
+                getattr(description, name)  # damaged settings fail here, naming the file, not in a reader
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(path, f"malformed scene description ({type(exc).__name__}: {exc})") from None
+        if not description.species or not description.micrographs:
+            raise InputError(path, "malformed scene description (no species or no micrographs)")
+        return description

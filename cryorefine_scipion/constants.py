@@ -1,5 +1,7 @@
 """Names shared by the plugin: site variables, STAR labels, output names."""
 
+from cryorefine.artifacts import ModelFolder, PairsFolder, ParticlesFolder, SceneFolder, TranslatedFolder
+
 PLUGIN_NAME = "cryorefine"  # what Scipion shows before run names and in forms, instead of the module's name
 
 # Site variables (environment or the Scipion config file).
@@ -12,17 +14,15 @@ SIM_CORRELATION_LABEL = "rlnCryorefineSimCorrelation"  # written by `cryorefine 
 SIM_CORRELATION_ATTR = "_cryorefine_simCorrelation"  # the same value on a Scipion particle
 SPECIES_ATTR = "_cryorefine_species"  # a scene coordinate's species (rlnCryorefineSpecies)
 
-# Files the engine writes (the command line contract).
-SIM_STAR = "sim.star"
-RAW_STAR = "raw.star"
-PARTICLES_STAR = "particles.star"
-MODEL_PLOTS = ("panels.png", "rpsd.png", "losses.png")
-# `cryorefine scene` and `cryorefine translate apply` (NNN = 000, 001, ... in scene.json's order).
-SCENE_DESCRIPTION = "scene.json"
-SCENE_MICROGRAPH = "micrograph_{:03d}.mrc"
-SCENE_CLEAN_MICROGRAPH = "clean_{:03d}.mrc"
-SCENE_COORDINATES = "coords_{:03d}.star"
-TRANSLATED_MICROGRAPH = "translated_{:03d}.mrc"
+# Files the engine writes: named by the engine (cryorefine.artifacts), never spelled here.
+SIM_STAR, RAW_STAR = PairsFolder.SIM_STAR, PairsFolder.RAW_STAR
+PARTICLES_STAR, CLEAN_STAR = ParticlesFolder.PARTICLES_STAR, ParticlesFolder.CLEAN_STAR
+CHECKPOINT = ModelFolder.CHECKPOINT
+MODEL_PLOTS = (ModelFolder.PANELS_PLOT, ModelFolder.RPSD_PLOT, ModelFolder.LOSSES_PLOT)
+SCENE_DESCRIPTION = SceneFolder.DESCRIPTION
+SCENE_MICROGRAPH, SCENE_CLEAN_MICROGRAPH = SceneFolder.MICROGRAPH, SceneFolder.CLEAN
+SCENE_COORDINATES = SceneFolder.COORDINATES
+TRANSLATED_MICROGRAPH = TranslatedFolder.MICROGRAPH
 
 # Files the plugin writes itself.
 GENERATED_PLOT = "generated.png"  # a generate run's particles above their clean images

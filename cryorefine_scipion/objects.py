@@ -5,6 +5,8 @@ import os
 import pyworkflow.object as pwobj
 from pwem.objects import EMObject
 
+from cryorefine.artifacts import ModelFolder
+
 
 class CryorefineDirectory(EMObject):
     """A folder written by the engine, with the image geometry its contents share."""
@@ -39,7 +41,7 @@ class CryorefineModel(CryorefineDirectory):
     """A trained model: the folder `cryorefine train` wrote (checkpoint, config, log, plots)."""
 
     def getPlot(self, name: str) -> str:
-        return self.getPath("plots", name)
+        return self.getPath(ModelFolder.PLOTS, name)
 
 
 class CryorefineScene(CryorefineDirectory):

@@ -15,11 +15,11 @@ The species (rlnClassNumber) and true angles stay. RELION finds the files by ver
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from cryorefine.artifacts import SceneDescription, SceneFolder
 from cryorefine.errors import InputError
 from cryorefine.io.atomic import atomic_write_text
 from cryorefine.io.star import read_coordinate_star, read_star_tables, stack_reference, write_star
@@ -29,10 +29,6 @@ MICROGRAPHS_STAR = "micrographs.star"
 COORDINATE_SUFFIX = "_cryorefine.star"
 SUFFIX_NODE = f"coords_suffix{COORDINATE_SUFFIX}"
 COORDINATE_LIST = "coordinates.star"
-SCENE_DESCRIPTION = "scene.json"
-SCENE_MICROGRAPH = "micrograph_{:03d}.mrc"
-SCENE_COORDINATES = "coords_{:03d}.star"
-TRANSLATED_MICROGRAPH = "translated_{:03d}.mrc"
 
 
 def micrograph_nodes(job_dir: Path, version: RelionVersion) -> list[OutputNode]:
@@ -46,28 +42,25 @@ def write_micrograph_nodes(job_dir: Path, scene_dir: Path, micrograph_dir: Path,
                            version: RelionVersion) -> None:
     """Write the files `micrograph_nodes` names for the scene's micrographs as `micrograph_dir/template`
     (the scene's own, or the translated ones), in scene order, with the scene's coordinates."""
-    description = json.loads((scene_dir / SCENE_DESCRIPTION).read_text())
-    config, optics = description["config"], description["config"]["optics"]
-    count = len(description["micrographs"])
+    scene = SceneDescription.read(scene_dir)
+    count = len(scene.micrographs)
     # Named as RELION reads them: relative to the project folder (the current directory).
     names = [stack_reference(micrograph_dir / template.format(index)) for index in range(count)]
     coordinates = [str(Path(name).with_suffix("")) + COORDINATE_SUFFIX for name in names]
     for index, path in enumerate(coordinates):
-        table = read_coordinate_star(scene_dir / SCENE_COORDINATES.format(index))
+        table = read_coordinate_star(scene_dir / SceneFolder.COORDINATES.format(index))
         table = table.drop(columns=[column for column in table.columns if column.startswith("rlnDefocus")])
         write_star(path, {"": table})
     optics_table = pd.DataFrame({
         "rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1],
-        "rlnMicrographOriginalPixelSize": [float(config["pixel_size"])], "rlnVoltage": [float(optics["voltage_kv"])],
-        "rlnSphericalAberration": [float(optics["cs_mm"])],
-        "rlnAmplitudeContrast": [float(optics["amplitude_contrast"])],
-        "rlnMicrographPixelSize": [float(config["pixel_size"])],
+        "rlnMicrographOriginalPixelSize": [scene.pixel_size], "rlnVoltage": [scene.voltage_kv],
+        "rlnSphericalAberration": [scene.cs_mm], "rlnAmplitudeContrast": [scene.amplitude_contrast],
+        "rlnMicrographPixelSize": [scene.pixel_size],
     })
-    defocus = [entry["defocus"] for entry in description["micrographs"]]
     micrographs_table = pd.DataFrame({
         "rlnMicrographName": names, "rlnOpticsGroup": [1] * count,
-        "rlnDefocusU": [float(d["u_a"]) for d in defocus], "rlnDefocusV": [float(d["v_a"]) for d in defocus],
-        "rlnDefocusAngle": [float(d["angle_deg"]) for d in defocus],
+        "rlnDefocusU": [m.defocus_u_a for m in scene.micrographs], "rlnDefocusV": [m.defocus_v_a for m in scene.micrographs],
+        "rlnDefocusAngle": [m.defocus_angle_deg for m in scene.micrographs],
     })
     write_star(job_dir / MICROGRAPHS_STAR, {"optics": optics_table, "micrographs": micrographs_table})
     if version is RelionVersion.V3_1:

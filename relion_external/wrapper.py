@@ -32,14 +32,11 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from cryorefine.artifacts import ModelFolder, PairsFolder, ParticlesFolder
+from cryorefine.artifacts import ModelFolder, PairsFolder, ParticlesFolder, SceneFolder, TranslatedFolder
 from cryorefine.device import NO_GPU_REASON, host_has_cuda
 from cryorefine.errors import InputError
 from cryorefine.unpaired.config import METHODS
 from relion_external.micrographs import (
-    SCENE_DESCRIPTION,
-    SCENE_MICROGRAPH,
-    TRANSLATED_MICROGRAPH,
     micrograph_nodes,
     read_micrograph_names,
     write_micrograph_nodes,
@@ -287,7 +284,7 @@ def _scene_step(job: JobRequest, version: RelionVersion) -> Step:
         ["scene", *(word for spec in job.species for word in ("--species", spec)), "--out", str(scene_dir),
          *defocus, *_engine_options(job, "scene")],
         micrograph_nodes(job.job_dir, version),
-        partial(write_micrograph_nodes, job.job_dir, scene_dir, scene_dir, SCENE_MICROGRAPH, version),
+        partial(write_micrograph_nodes, job.job_dir, scene_dir, scene_dir, SceneFolder.MICROGRAPH, version),
     )
 
 
@@ -296,9 +293,9 @@ def _scene_folder(job: JobRequest) -> Path:
     if job.scene is None:
         raise JobFailure("mode translate needs the parameter scene: a scene job's folder, e.g. External/job005/")
     for folder in (job.scene / "scene", job.scene):
-        if (folder / SCENE_DESCRIPTION).is_file():
+        if (folder / SceneFolder.DESCRIPTION).is_file():
             return folder
-    raise JobFailure(f"scene {job.scene} holds no {SCENE_DESCRIPTION}: give the folder of a job run with mode scene")
+    raise JobFailure(f"scene {job.scene} holds no {SceneFolder.DESCRIPTION}: give the folder of a job run with mode scene")
 
 
 def _translate_steps(job: JobRequest, version: RelionVersion) -> list[Step]:
@@ -318,7 +315,7 @@ def _translate_steps(job: JobRequest, version: RelionVersion) -> list[Step]:
         Step("translate apply", ["translate", "apply", "--model", str(model), "--scenes", str(scene_dir),
                                  "--out", str(translated), *_engine_options(job, "translate apply")],
              micrograph_nodes(job.job_dir, version),
-             partial(write_micrograph_nodes, job.job_dir, scene_dir, translated, TRANSLATED_MICROGRAPH, version)),
+             partial(write_micrograph_nodes, job.job_dir, scene_dir, translated, TranslatedFolder.MICROGRAPH, version)),
     ]
 
 

@@ -15,6 +15,7 @@ import torch
 from scipy import ndimage
 
 from conftest import APOFERRITIN_CA, TRPV1, run_cli
+from cryorefine.errors import InputError
 from cryorefine.io.star import ParticleParameters
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.scene.ice import IceConfig, correlation_length, fractal_noise, thickness_map
@@ -266,3 +267,27 @@ def test_the_pixel_size_defaults_to_the_first_maps_and_a_map_without_one_is_one_
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert result.returncode == 2 and len(errors) == 1 and "no usable voxel size" in errors[0], result.stderr
     assert str(unsampled) in errors[0] and not (tmp_path / "other").exists()
+
+
+def test_scene_json_is_the_engines_description_and_a_damaged_one_is_one_line(tmp_path):
+    """Issue 15: scene.json is written and read only through cryorefine.artifacts.SceneDescription (translate,
+    the RELION wrapper and the Scipion plugin), so a field renamed there is renamed for every reader."""
+    from cryorefine.artifacts import SceneDescription
+
+    out = tmp_path / "scene"
+    assert run_cli("scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:2", "--size", "96", "--dose", "0",
+                   "--mtf", "none", "--voltage", "200", "--n-micrographs", "2", "--out", out).returncode == 0
+    scene = SceneDescription.read(out)
+    assert (scene.size, scene.pixel_size, scene.voltage_kv, scene.dose_per_a2) == (96, 4.88, 200.0, None)
+    assert len(scene.micrographs) == 2 and scene.largest_species_box == scene.species[0].box
+    assert json.loads((out / "scene.json").read_text())["version"] == 1
+    assert SceneDescription.read(out).to_dict() == json.loads((out / "scene.json").read_text())
+
+    values = json.loads((out / "scene.json").read_text())
+    del values["config"]["optics"]
+    (out / "scene.json").write_text(json.dumps(values))
+    with pytest.raises(InputError, match="scene.json: malformed scene description"):
+        SceneDescription.read(out)
+    result = run_cli("translate", "apply", "--baseline", "poisson", "--scenes", out, "--out", tmp_path / "t")
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "malformed scene description" in errors[0], result.stderr

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cryorefine.artifacts import SceneDescription, SceneFolder, SceneMicrograph, SceneSpecies
 from cryorefine.errors import InputError
 from cryorefine.scene.ice import DEFAULT_INELASTIC_MFP_A, IceConfig
 from cryorefine.scene.optics import MTF_KINDS, Optics
@@ -141,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
     if largest >= config.size:
         raise InputError(Path(species[0].source), f"a particle box of {largest} px does not fit a {config.size} px micrograph")
     rng = np.random.default_rng(args.seed)
-    summary = []
+    micrographs = []
     with StagedOutputDir(args.out) as staged:
         for index in range(args.n_micrographs):
             scene = build_scene(species, config, rng)
@@ -149,18 +150,17 @@ def main(args: argparse.Namespace) -> None:
             placed = len(scene.particles.positions)
             log.info("micrograph %d of %d: %d of %d particles, defocus %.0f/%.0f Å", index + 1, args.n_micrographs,
                      placed, wanted, scene.defocus.u_a, scene.defocus.v_a)
-            name = f"{index:03d}"
-            write_map(staged.path(f"micrograph_{name}.mrc"), scene.micrograph, config.pixel_size)
-            write_map(staged.path(f"clean_{name}.mrc"), scene.clean, config.pixel_size)
-            write_map(staged.path(f"mask_{name}.mrc"), scene.labels.astype(np.float32), config.pixel_size)
-            write_map(staged.path(f"ice_{name}.mrc"), scene.thickness, config.pixel_size)
-            write_coordinate_star(staged.path(f"coords_{name}.star"), coordinate_table(scene, species))
-            summary.append({"micrograph": f"micrograph_{name}.mrc", "particles": placed, "requested": wanted,
-                            "defocus": asdict(scene.defocus), "min_separation_px": scene.min_separation_px,
-                            "ice_mean_a": float(scene.thickness.mean()), "ice_std_a": float(scene.thickness.std())})
-        description = {"config": asdict(config), "seed": args.seed,
-                       "species": [{"name": k.name, "source": k.source, "copies": k.copies, "box": k.box,
-                                    "diameter_a": k.diameter_a} for k in species],
-                       "micrographs": summary}
-        write_json(staged.path("scene.json"), description)
+            for template, image in ((SceneFolder.MICROGRAPH, scene.micrograph), (SceneFolder.CLEAN, scene.clean),
+                                    (SceneFolder.MASK, scene.labels.astype(np.float32)),
+                                    (SceneFolder.ICE, scene.thickness)):
+                write_map(staged.path(template.format(index)), image, config.pixel_size)
+            write_coordinate_star(staged.path(SceneFolder.COORDINATES.format(index)), coordinate_table(scene, species))
+            micrographs.append(SceneMicrograph(
+                particles=placed, requested=wanted, defocus_u_a=scene.defocus.u_a, defocus_v_a=scene.defocus.v_a,
+                defocus_angle_deg=scene.defocus.angle_deg, min_separation_px=scene.min_separation_px,
+                ice_mean_a=float(scene.thickness.mean()), ice_std_a=float(scene.thickness.std())))
+        description = SceneDescription(
+            settings=asdict(config), seed=args.seed, micrographs=micrographs,
+            species=[SceneSpecies(k.name, k.source, k.copies, k.box, k.diameter_a) for k in species])
+        write_json(staged.path(SceneFolder.DESCRIPTION), description.to_dict())
     log.info("wrote %d micrographs to %s", args.n_micrographs, args.out)

@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 
+from cryorefine.artifacts import SceneDescription, SceneFolder, TranslatedFolder
 from cryorefine.commands.options import action_help
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
@@ -125,10 +125,10 @@ def _real_parts(paths: list[Path], pixel_size: float, holdout: float) -> tuple[l
 
 
 def _dose_per_pixel(scene_dir: Path) -> float:
-    config = json.loads((scene_dir / "scene.json").read_text())["config"]
-    if not config.get("dose_per_a2"):
+    scene = SceneDescription.read(scene_dir)
+    if scene.dose_per_a2 is None:
         raise InputError(scene_dir, "scene built without a dose (--dose 0): no counts scale for the baselines or the physics input (train with --input clean)")
-    return float(config["dose_per_a2"]) * float(config["pixel_size"]) ** 2
+    return scene.dose_per_a2 * scene.pixel_size**2
 
 
 def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
@@ -198,14 +198,13 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
             background = (held_out if args.background_strip == "held-out" else training)[0]
     with StagedOutputDir(args.out) as staged:
         for index, (clean, mask) in enumerate(zip(cleans, masks)):
-            name = f"{index:03d}"
-            coordinates = args.scenes / f"coords_{name}.star"
+            coordinates, mask_file = (SceneFolder.COORDINATES.format(index), SceneFolder.MASK.format(index))
             if background is not None:
-                labels = read_micrograph(args.scenes / f"mask_{name}.mrc")[0]
-                image, cropped, kept = real_background(clean, labels, read_coordinate_star(coordinates), background,
-                                                       dose)
-                write_map(staged.path(f"mask_{name}.mrc"), cropped, pixel_size)
-                write_coordinate_star(staged.path(f"coords_{name}.star"), kept)
+                labels = read_micrograph(args.scenes / mask_file)[0]
+                image, cropped, kept = real_background(clean, labels, read_coordinate_star(args.scenes / coordinates),
+                                                       background, dose)
+                write_map(staged.path(mask_file), cropped, pixel_size)
+                write_coordinate_star(staged.path(coordinates), kept)
             else:
                 seed = args.seed + index
                 if translator is not None:
@@ -214,9 +213,9 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                     image = noise.sample(clean, dose, seed)
                 else:
                     image = noise_baseline(args.baseline, clean, dose, seed)
-                for copied in (coordinates, args.scenes / f"mask_{name}.mrc"):
-                    shutil.copyfile(copied, staged.path(copied.name))
-            write_map(staged.path(f"translated_{name}.mrc"), image, pixel_size)
+                for copied in (coordinates, mask_file):
+                    shutil.copyfile(args.scenes / copied, staged.path(copied))
+            write_map(staged.path(TranslatedFolder.MICROGRAPH.format(index)), image, pixel_size)
     log.info("wrote %d micrographs (%s) to %s", len(cleans), args.baseline or f"model {args.model}", args.out)
 
 

@@ -319,18 +319,18 @@ class Trainer:
         self._saved_step = self.step
 
     def write_plots(self) -> None:
-        plot_dir = self.out_dir / "plots"
+        plot_dir = self.out_dir / ModelFolder.PLOTS
         plot_dir.mkdir(parents=True, exist_ok=True)
         fake = self.validation_fakes().float().cpu()[:, 0].numpy()
         sim, raw = self._val_sim.cpu()[:, 0].numpy(), self._val_raw.cpu()[:, 0].numpy()
         n = len(self.fixed_rows)
         model = f"model {self.out_dir.name} ({self.settings.model.noise_prior} prior), step {self.step}"
         where = f"{len(self.val_rows)} held-out pairs of {self.pairs.box} px"
-        plots.plot_panels(plot_dir / "panels.png", sim[:n], fake[:n], raw[:n], fake_label="model",
+        plots.plot_panels(plot_dir / ModelFolder.PANELS_PLOT, sim[:n], fake[:n], raw[:n], fake_label="model",
                           title=f"sim, model and raw: {model}, {where}")
-        plots.plot_rpsd_curves(plot_dir / "rpsd.png", {"sim": sim, "model": fake, "raw": raw},
+        plots.plot_rpsd_curves(plot_dir / ModelFolder.RPSD_PLOT, {"sim": sim, "model": fake, "raw": raw},
                                title=f"RPSD: {model}, {where}")
-        plots.plot_loss_curves(plot_dir / "losses.png", self.out_dir / LOG_NAME, asdict(self.loss_config),
+        plots.plot_loss_curves(plot_dir / ModelFolder.LOSSES_PLOT, self.out_dir / LOG_NAME, asdict(self.loss_config),
                                title=f"Training: {model}")
 
     def run(self) -> dict[str, float]:

@@ -6,7 +6,7 @@ import pyworkflow.protocol.params as params
 from pwem.objects import SetOfParticles
 
 from cryorefine.gan.config import APPLY_NOISE, GENERATE_NOISE, NOISE_CHOICES
-from cryorefine_scipion.constants import GENERATED_PLOT, PARTICLES_STAR
+from cryorefine_scipion.constants import CLEAN_STAR, GENERATED_PLOT, PARTICLES_STAR
 from cryorefine_scipion.convert import (
     fill_from_sources,
     particle_from_row,
@@ -24,7 +24,6 @@ from cryorefine_scipion.protocols.protocol_base import (
 MODE_APPLY, MODE_GENERATE = 0, 1
 NOISE_MODELS = NOISE_CHOICES  # the engine's list and defaults (`apply/generate --noise`)
 POSE_SOURCES = ("uniform", "like")
-CLEAN_STAR = "clean.star"
 PANEL_PARTICLES = 6
 
 

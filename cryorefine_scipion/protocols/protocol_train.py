@@ -7,10 +7,10 @@ from enum import Enum
 import pyworkflow.protocol.params as params
 
 from cryorefine.gan.config import GAN_MODES, LossConfig, TrainConfig
+from cryorefine_scipion.constants import CHECKPOINT
 from cryorefine_scipion.objects import CryorefineModel
 from cryorefine_scipion.protocols.protocol_base import ProtCryorefineBase, geometry_problem
 
-CHECKPOINT = "checkpoint.pt"
 # Defaults and choices are the engine's (torch-free config), so the form cannot drift from the CLI.
 TRAIN, LOSS = TrainConfig(), LossConfig()
 
