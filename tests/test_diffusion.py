@@ -11,7 +11,7 @@ from scipy import ndimage
 from conftest import REAL_MICROGRAPH, run_cli
 from cryorefine.gan.config import ModelConfig
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
-from cryorefine.unpaired.data import Standardiser
+from cryorefine.normalisation import Normalisation
 from cryorefine.unpaired.config import UnpairedConfig
 from cryorefine.unpaired.train import physics_images, train_translator
 from cryorefine.unpaired.diffusion import (
@@ -43,7 +43,7 @@ class GaussianOracle(torch.nn.Module):
 
 
 def _translator(denoiser, config: DiffusionConfig, noise_std: float = 0.0) -> DiffusionTranslator:
-    unit = Standardiser(0.0, 1.0)
+    unit = Normalisation(0.0, 1.0)
     return DiffusionTranslator(denoiser, unit, unit, structure_scale=1.0, noise_std=noise_std, condition_std=1.0,
                                config=config)
 

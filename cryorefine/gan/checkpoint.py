@@ -20,9 +20,9 @@ from cryorefine import __version__
 from cryorefine.artifacts import ModelFolder
 from cryorefine.errors import InputError, OutputError
 from cryorefine.gan import config as cfg
-from cryorefine.gan.data import Normalisation
 from cryorefine.gan.models import Generator, build_generator
 from cryorefine.io.atomic import atomic_path, write_json
+from cryorefine.normalisation import Normalisation
 
 FORMAT = "cryorefine-gan"
 CHECKPOINT_NAME, CONFIG_NAME = ModelFolder.CHECKPOINT, ModelFolder.CONFIG

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,22 +26,9 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
+from cryorefine.normalisation import Normalisation
 
 _NORMALISATION_SAMPLE = 512
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """x -> (x - mean) / std, the same for sim and raw (keeps their relative scale)."""
-
-    mean: float
-    std: float
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
-
-    def inverse(self, images: torch.Tensor) -> torch.Tensor:
-        return images * self.std + self.mean
 
 
 def split_rows(n: int, seed: int, validation_fraction: float, max_validation: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,11 +40,11 @@ def split_rows(n: int, seed: int, validation_fraction: float, max_validation: in
 
 
 def normalisation_of(raw: np.ndarray, where: Path | None) -> Normalisation:
-    raw = np.asarray(raw, dtype=np.float64)
-    std = float(raw.std())
-    if not np.isfinite(std) or std <= 0:
+    """The normalisation measured on raw images; refuses constant ones (nothing to learn)."""
+    measured = Normalisation.of([raw])
+    if not np.isfinite(measured.std) or measured.std <= 0:
         raise InputError(where, "raw images are constant; cannot normalise")
-    return Normalisation(mean=float(raw.mean()), std=std)
+    return measured
 
 
 def normalisation_sample(rows: np.ndarray, seed: int) -> np.ndarray:

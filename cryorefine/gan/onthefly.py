@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 
 from cryorefine.errors import InputError
-from cryorefine.gan.data import Normalisation, PairSource, normalisation_of, normalisation_sample
+from cryorefine.gan.data import PairSource, normalisation_of, normalisation_sample
+from cryorefine.normalisation import Normalisation
 from cryorefine.simulate import PairSimulator, ScaleFit, SimulateConfig
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ training pixels (not per tile), so contrast differences between tiles survive.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +16,19 @@ import torch
 
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_micrograph
+from cryorefine.normalisation import Normalisation
 from cryorefine.physics.imaging import fourier_resize
 
 
-@dataclass
-class Standardiser:
-    mean: float
-    std: float
-
-    def forward(self, image: np.ndarray) -> np.ndarray:
-        return ((image - self.mean) / self.std).astype(np.float32)
-
-    def inverse(self, image: np.ndarray) -> np.ndarray:
-        return (image * self.std + self.mean).astype(np.float32)
-
-    @classmethod
-    def fit(cls, images: list[np.ndarray]) -> "Standardiser":
-        values = np.concatenate([np.asarray(i, dtype=np.float64).ravel() for i in images])
-        return cls(float(values.mean()), float(max(values.std(), 1e-12)))
+def domain_normalisation(images: list[np.ndarray]) -> Normalisation:
+    """One mean and std over all of a domain's pixels (a constant domain gets std 1e-12, not a division by 0)."""
+    measured = Normalisation.of(images)
+    return Normalisation(measured.mean, max(measured.std, 1e-12))
 
 
 def standardise(image: np.ndarray) -> np.ndarray:
     """Zero mean, unit variance over the whole micrograph (each one by itself: units differ)."""
-    return Standardiser.fit([image]).forward(image)
+    return domain_normalisation([image]).forward(image)
 
 
 def real_micrograph(path: Path, pixel_size: float, holdout_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,8 @@ from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.progress import Progress
 from cryorefine.unpaired.config import DiffusionConfig
-from cryorefine.unpaired.data import Standardiser, random_tiles
+from cryorefine.normalisation import Normalisation
+from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.methods import MicrographNoise
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ class DiffusionTranslator:
     """
 
     denoiser: Denoiser
-    synthetic: Standardiser
-    real: Standardiser
+    synthetic: Normalisation
+    real: Normalisation
     structure_scale: float
     noise_std: float
     condition_std: float
@@ -202,7 +203,7 @@ def condition_statistics(synthetic: list[np.ndarray], real: list[np.ndarray], si
 def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig
                     ) -> tuple[DiffusionTranslator, list[dict]]:
     """Train ε_θ on random real tiles; the synthetic micrographs only set the condition's scale."""
-    synthetic_scale, real_scale = Standardiser.fit(synthetic), Standardiser.fit(real)
+    synthetic_scale, real_scale = domain_normalisation(synthetic), domain_normalisation(real)
     a_images = [synthetic_scale.forward(i) for i in synthetic]
     b_images = [real_scale.forward(i) for i in real]
     statistics = condition_statistics(a_images, b_images, config.condition_sigma)

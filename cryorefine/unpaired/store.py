@@ -15,7 +15,7 @@ import torch
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import atomic_path, write_json
-from cryorefine.unpaired.data import Standardiser
+from cryorefine.normalisation import Normalisation
 from cryorefine.unpaired.config import MODEL_FILE, DiffusionConfig, UnpairedConfig
 from cryorefine.unpaired.diffusion import Denoiser, DiffusionTranslator
 from cryorefine.unpaired.methods import MicrographNoise
@@ -59,7 +59,7 @@ def load_translator(path: Path) -> AnyTranslator:
 def _translator_from_state(state: dict) -> AnyTranslator:
     values = dict(state["config"])
     model = ModelConfig(**values.pop("model"))
-    synthetic, real = Standardiser(**state["synthetic"]), Standardiser(**state["real"])
+    synthetic, real = Normalisation(**state["synthetic"]), Normalisation(**state["real"])
     # Models saved before the coloured baseline existed have no measured real spectrum.
     power = state.get("noise_power")
     noise = MicrographNoise(tuple(power)) if power else None

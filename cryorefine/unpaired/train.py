@@ -32,7 +32,8 @@ from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
 from cryorefine.progress import Progress
 from cryorefine.unpaired.config import INPUTS, UnpairedConfig
-from cryorefine.unpaired.data import Standardiser, random_tiles
+from cryorefine.normalisation import Normalisation
+from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.methods import MicrographNoise
@@ -46,8 +47,8 @@ class Translator:
     """The trained synthetic -> real direction with the domains' standardisations."""
 
     generator: MaskConditionedGenerator
-    synthetic: Standardiser
-    real: Standardiser
+    synthetic: Normalisation
+    real: Normalisation
     config: UnpairedConfig
     noise: MicrographNoise | None = None
 
@@ -87,7 +88,7 @@ def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real:
     """
     if config.input not in INPUTS:
         raise ValueError(f"input {config.input!r} is not one of {INPUTS}")
-    synthetic_scale, real_scale = Standardiser.fit(synthetic), Standardiser.fit(real)
+    synthetic_scale, real_scale = domain_normalisation(synthetic), domain_normalisation(real)
     real_noise = MicrographNoise.fit(real)
     if config.input == "physics":
         if not dose_per_pixel:
