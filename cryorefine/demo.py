@@ -37,7 +37,7 @@ from cryorefine.io.mrc import StackWriter, read_map, read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel
-from cryorefine.physics.projection import relion_rotation_matrices
+from cryorefine.physics.euler import relion_rotation
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,8 @@ def _perturbed_poses(params, effects: RealismEffects, rng: np.random.Generator):
 
 def pose_error_deg(a, b) -> np.ndarray:
     """Angle (degrees) of the rotation between the RELION poses of two parameter sets."""
-    ma = relion_rotation_matrices(*(torch.as_tensor(getattr(a, k), dtype=torch.float64) for k in ("rot", "tilt", "psi")))
-    mb = relion_rotation_matrices(*(torch.as_tensor(getattr(b, k), dtype=torch.float64) for k in ("rot", "tilt", "psi")))
-    trace = torch.einsum("nij,nij->n", ma, mb)
-    return np.degrees(np.arccos(np.clip(((trace - 1) / 2).numpy(), -1, 1)))
+    trace = np.einsum("nij,nij->n", relion_rotation(a.rot, a.tilt, a.psi), relion_rotation(b.rot, b.tilt, b.psi))
+    return np.degrees(np.arccos(np.clip((trace - 1) / 2, -1, 1)))
 
 
 def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "realistic",

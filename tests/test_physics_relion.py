@@ -17,7 +17,7 @@ import torch
 from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star
 from cryorefine.physics.forward import ForwardModel
-from cryorefine.physics.projection import relion_rotation_matrices
+from cryorefine.physics.euler import relion_rotation
 from tests._synthetic import blob_map, varied_particles, write_dataset
 
 pytestmark = pytest.mark.skipif(shutil.which("relion_project") is None, reason="RELION not installed (apt-get install relion)")
@@ -75,7 +75,7 @@ def test_wrong_conventions_are_detected(tmp_path):
     flipped = params.subset(slice(None))
     flipped.origin_x_angst, flipped.origin_y_angst = -params.origin_x_angst, -params.origin_y_angst
     assert median_r(model.simulate(flipped)) < 0.9
-    matrices = relion_rotation_matrices(*(torch.tensor(a) for a in (params.rot, params.tilt, params.psi)))
+    matrices = torch.from_numpy(relion_rotation(params.rot, params.tilt, params.psi))
 
     def render(pose_matrices: torch.Tensor) -> torch.Tensor:  # the path `ForwardModel.simulate` takes
         spectrum = model.projector.project_rfft(pose_matrices) * model.transfer(params)

@@ -15,7 +15,8 @@ import torch
 from cryorefine.io.star import ParticleParameters
 from cryorefine.physics.ctf import relion_ctf_rfft
 from cryorefine.physics.imaging import centring_shift, fourier_resize, translation_phase, window
-from cryorefine.physics.projection import FourierProjector, relion_rotation_matrices
+from cryorefine.physics.euler import relion_rotation
+from cryorefine.physics.projection import FourierProjector
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,8 @@ class ForwardModel:
 
     def project_rfft(self, params: ParticleParameters) -> torch.Tensor:
         """Projections' rfft (B, box, box//2+1), from the half map of each particle's subset if given."""
-        matrices = relion_rotation_matrices(*(self._tensor(a) for a in (params.rot, params.tilt, params.psi)))
-        matrices = matrices.to(self.device)
+        angles = (np.asarray(a, dtype=np.float32) for a in (params.rot, params.tilt, params.psi))
+        matrices = torch.as_tensor(relion_rotation(*angles), device=self.device)
         if self.half_projectors is None:
             return self.projector.project_rfft(matrices)
         spectra = torch.empty((len(params.rot), self.box, self.box // 2 + 1), dtype=torch.complex64, device=self.device)

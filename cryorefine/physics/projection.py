@@ -33,19 +33,6 @@ def random_poses(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarr
     return (rng.uniform(0, 360, n), np.degrees(np.arccos(rng.uniform(-1, 1, n))), rng.uniform(0, 360, n))
 
 
-def relion_rotation_matrices(rot: torch.Tensor, tilt: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-    """RELION's Euler matrix A (B, 3, 3) from angles in degrees (src/euler.cpp, Euler_angles2matrix)."""
-    phi, theta, psi = (torch.deg2rad(a.double()) for a in (rot, tilt, psi))
-    ca, sa, cb, sb, cg, sg = torch.cos(phi), torch.sin(phi), torch.cos(theta), torch.sin(theta), torch.cos(psi), torch.sin(psi)
-    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
-    rows = [
-        [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
-        [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
-        [sc, ss, cb],
-    ]
-    return torch.stack([torch.stack(row, dim=-1) for row in rows], dim=-2)
-
-
 class FourierProjector:
     """Projects one cubic map (z, y, x) at many poses; the map's centre is voxel N//2."""
 
