@@ -8,7 +8,8 @@ Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
 - CTF: both keep defocus U/V in Å and the angle of the U axis from the X axis;
   Scipion standardises to defocusU >= defocusV and 0 <= angle < 180.
 
-Scipion's own stack (numpy, mrcfile, emtable, pwem) and the engine's torch-free STAR path rules.
+Scipion's own stack (numpy, mrcfile, emtable, pwem) and the engine's torch-free STAR reader and writer,
+path rules and Euler matrix.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pandas as pd
 from emtable import Table
 import pyworkflow.object as pwobj
 from pwem.objects import (
@@ -36,7 +38,8 @@ from pwem.objects import (
     Transform,
 )
 
-from cryorefine.io.star import locate_stack, stack_reference
+from cryorefine.io.star import locate_stack, read_particle_star, stack_reference, write_star
+from cryorefine.physics.euler import relion_rotation
 from cryorefine_scipion.constants import (
     SCENE_COORDINATES,
     SCENE_DESCRIPTION,
@@ -60,19 +63,6 @@ class RelionPose:
     psi: float
     origin_x_angst: float
     origin_y_angst: float
-
-
-def relion_rotation(rot: float, tilt: float, psi: float) -> np.ndarray:
-    """RELION's 3x3 matrix A = Rz(psi)·Ry(tilt)·Rz(rot) for angles in degrees."""
-    phi, theta, psi_ = np.deg2rad([rot, tilt, psi])
-    cf, sf = np.cos(phi), np.sin(phi)
-    ct, st = np.cos(theta), np.sin(theta)
-    cp, sp = np.cos(psi_), np.sin(psi_)
-    return np.array([
-        [cp * ct * cf - sp * sf, cp * ct * sf + sp * cf, -cp * st],
-        [-sp * ct * cf - cp * sf, -sp * ct * sf + cp * cf, sp * st],
-        [st * cf, st * sf, ct],
-    ])
 
 
 def relion_angles(matrix: np.ndarray) -> tuple[float, float, float]:
@@ -158,7 +148,7 @@ def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: b
     labels += ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnOpticsGroup"]
     first = particles.getFirstItem()
     extra = [label for label in PASSED_THROUGH_LABELS if first.hasAttribute(f"_{label}")]
-    table = Table(columns=labels + extra)
+    rows = []
 
     references: dict[str, str] = {}  # one per stack, not per particle
     for particle in particles.iterItems(orderBy="id"):
@@ -175,19 +165,15 @@ def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: b
         row += [float(ctf.getDefocusU()), float(ctf.getDefocusV()), float(ctf.getDefocusAngle()),
                 float(ctf.getPhaseShift() or 0.0), group]
         row += [getattr(particle, f"_{label}").get() for label in extra]
-        table.addRow(*row)
+        rows.append(row)
 
-    optics = Table(columns=["rlnOpticsGroupName", "rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration",
-                            "rlnAmplitudeContrast", "rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality"])
-    for (voltage, cs, amplitude_contrast), group in groups.items():
-        optics.addRow(f"opticsGroup{group}", group, voltage, cs, amplitude_contrast, pixel_size, box, 2)
-
-    with open(star_path, "w") as handle:
-        handle.write("\n# version 30001\n")
-        optics.writeStar(handle, tableName="optics")
-        handle.write("\n# version 30001\n")
-        table.writeStar(handle, tableName="particles")
-    return table.size()
+    optics = pd.DataFrame(
+        [[f"opticsGroup{group}", group, voltage, cs, amplitude_contrast, pixel_size, box, 2]
+         for (voltage, cs, amplitude_contrast), group in groups.items()],
+        columns=["rlnOpticsGroupName", "rlnOpticsGroup", "rlnVoltage", "rlnSphericalAberration",
+                 "rlnAmplitudeContrast", "rlnImagePixelSize", "rlnImageSize", "rlnImageDimensionality"])
+    write_star(star_path, {"optics": optics, "particles": pd.DataFrame(rows, columns=labels + extra)})
+    return len(rows)
 
 
 # ---------------------------------------------------------------- reading
@@ -195,21 +181,23 @@ def write_particles_star(particles: SetOfParticles, star_path: str, with_pose: b
 
 @dataclass
 class StarParticles:
-    """The rows of a RELION 3.1 particle STAR file as the plugin needs them."""
+    """The rows of a RELION 3.1 particle STAR file as the plugin needs them, each a dict by label."""
 
     path: str
     pixel_size: float
-    optics: dict[int, object]  # optics group -> row
-    rows: list
+    optics: dict[int, dict]  # optics group -> row
+    rows: list[dict]
 
 
 def read_particles_star(star_path: str) -> StarParticles:
-    optics = Table(fileName=star_path, tableName="optics")
-    rows = list(Table(fileName=star_path, tableName="particles"))
-    pixel_sizes = {float(row.rlnImagePixelSize) for row in optics}
+    """An engine-written particle STAR file, read by the engine's reader; its one pixel size is kept exact
+    (it is compared with the input set's sampling rate)."""
+    star = read_particle_star(star_path)
+    pixel_sizes = set(star.optics["rlnImagePixelSize"].astype(float))
     if len(pixel_sizes) != 1:
         raise ValueError(f"{star_path}: expected one pixel size, found {sorted(pixel_sizes)}")
-    return StarParticles(star_path, pixel_sizes.pop(), {int(row.rlnOpticsGroup): row for row in optics}, rows)
+    optics = {int(row["rlnOpticsGroup"]): row for row in star.optics.to_dict("records")}
+    return StarParticles(star_path, pixel_sizes.pop(), optics, star.particles.to_dict("records"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -225,9 +213,9 @@ def _image_location(image_name: str, star_path: str) -> tuple[int, str]:
     return int(number), _stack_location(stack, star_path, os.getcwd())
 
 
-def _set_correlation(particle: Particle, row) -> None:
-    if row.hasColumn(SIM_CORRELATION_LABEL):
-        setattr(particle, SIM_CORRELATION_ATTR, pwobj.Float(float(row.get(SIM_CORRELATION_LABEL))))
+def _set_correlation(particle: Particle, row: dict) -> None:
+    if SIM_CORRELATION_LABEL in row:
+        setattr(particle, SIM_CORRELATION_ATTR, pwobj.Float(float(row[SIM_CORRELATION_LABEL])))
 
 
 def fill_from_sources(output: SetOfParticles, star: StarParticles, sources: SetOfParticles) -> None:
@@ -236,9 +224,9 @@ def fill_from_sources(output: SetOfParticles, star: StarParticles, sources: SetO
     changed, the shift in pixels) differ. One pass over the sources, in id order."""
     rows_by_id: dict[int, list] = {}
     for row in star.rows:
-        if not row.hasColumn(SOURCE_ID_LABEL):
+        if SOURCE_ID_LABEL not in row:
             raise ValueError(f"{star.path}: rows lack _{SOURCE_ID_LABEL}, cannot match them to the input particles")
-        rows_by_id.setdefault(int(row.get(SOURCE_ID_LABEL)), []).append(row)
+        rows_by_id.setdefault(int(row[SOURCE_ID_LABEL]), []).append(row)
     renumber = any(len(rows) > 1 for rows in rows_by_id.values())  # a source used twice
     scale = float(sources.getSamplingRate()) / star.pixel_size
     found = 0
@@ -247,7 +235,7 @@ def fill_from_sources(output: SetOfParticles, star: StarParticles, sources: SetO
             particle = source.clone()
             if renumber:
                 particle.setObjId(None)
-            particle.setLocation(_image_location(row.rlnImageName, star.path))
+            particle.setLocation(_image_location(row["rlnImageName"], star.path))
             particle.setSamplingRate(star.pixel_size)
             if scale != 1.0 and particle.hasTransform():
                 matrix = particle.getTransform().getMatrix()
@@ -261,24 +249,24 @@ def fill_from_sources(output: SetOfParticles, star: StarParticles, sources: SetO
         raise ValueError(f"{star.path}: rows name particles that are not in the input set (ids {missing}...)")
 
 
-def particle_from_row(row, star: StarParticles, acquisition: Acquisition) -> Particle:
+def particle_from_row(row: dict, star: StarParticles, acquisition: Acquisition) -> Particle:
     """A new particle with pose, CTF and acquisition read from a STAR row."""
-    optics = star.optics[int(row.rlnOpticsGroup)]
-    particle = Particle(location=_image_location(row.rlnImageName, star.path))
+    optics = star.optics[int(row["rlnOpticsGroup"])]
+    particle = Particle(location=_image_location(row["rlnImageName"], star.path))
     particle.setSamplingRate(star.pixel_size)
-    pose = RelionPose(float(row.rlnAngleRot), float(row.rlnAngleTilt), float(row.rlnAnglePsi),
+    pose = RelionPose(float(row["rlnAngleRot"]), float(row["rlnAngleTilt"]), float(row["rlnAnglePsi"]),
                       float(row.get("rlnOriginXAngst", 0.0)), float(row.get("rlnOriginYAngst", 0.0)))
     particle.setTransform(Transform(scipion_matrix(pose, star.pixel_size)))
-    ctf = CTFModel(defocusU=float(row.rlnDefocusU), defocusV=float(row.rlnDefocusV),
+    ctf = CTFModel(defocusU=float(row["rlnDefocusU"]), defocusV=float(row["rlnDefocusV"]),
                    defocusAngle=float(row.get("rlnDefocusAngle", 0.0)))
     ctf.setPhaseShift(float(row.get("rlnPhaseShift", 0.0)))
     ctf.standardize()
     particle.setCTF(ctf)
     particle_acquisition = Acquisition()
     particle_acquisition.copy(acquisition)
-    particle_acquisition.setVoltage(float(optics.rlnVoltage))
-    particle_acquisition.setSphericalAberration(float(optics.rlnSphericalAberration))
-    particle_acquisition.setAmplitudeContrast(float(optics.rlnAmplitudeContrast))
+    particle_acquisition.setVoltage(float(optics["rlnVoltage"]))
+    particle_acquisition.setSphericalAberration(float(optics["rlnSphericalAberration"]))
+    particle_acquisition.setAmplitudeContrast(float(optics["rlnAmplitudeContrast"]))
     particle.setAcquisition(particle_acquisition)
     _set_correlation(particle, row)
     return particle

@@ -29,12 +29,12 @@ from pyworkflow.plugin import Domain  # noqa: E402
 from pyworkflow.viewer import DESKTOP_TKINTER  # noqa: E402
 
 from cryorefine.io.star import particle_parameters, read_particle_star  # noqa: E402
+from cryorefine.physics.euler import relion_rotation  # noqa: E402
 from cryorefine_scipion.constants import SIM_CORRELATION_ATTR  # noqa: E402
 from cryorefine_scipion.convert import (  # noqa: E402
     RelionPose,
     read_images,
     relion_pose,
-    relion_rotation,
     scipion_matrix,
     write_particles_star,
 )

@@ -119,8 +119,8 @@ class ProtCryorefineSimulate(ProtCryorefineBase):
             particles.setSamplingRate(star.pixel_size)
             fill_from_sources(particles, star, inputParticles)
             outputs[name] = particles
-            if star_name == SIM_STAR and star.rows and star.rows[0].hasColumn(SIM_CORRELATION_LABEL):
-                self.meanCorrelation.set(float(np.mean([float(row.get(SIM_CORRELATION_LABEL)) for row in star.rows])))
+            if star_name == SIM_STAR and star.rows and SIM_CORRELATION_LABEL in star.rows[0]:
+                self.meanCorrelation.set(float(np.mean([float(row[SIM_CORRELATION_LABEL]) for row in star.rows])))
         sim = outputs["outputSimParticles"]
         outputs["outputPairs"] = CryorefinePairs(path=self._pairsDir(), samplingRate=sim.getSamplingRate(),
                                                  boxSize=sim.getXDim())
