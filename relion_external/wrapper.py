@@ -6,8 +6,8 @@ RELION (3.1, 4.0, 5.0) runs, from the project directory:
                  [--in_mics micrographs.star] [--<label> <value>]... --j THREADS
                  [--pipeline_control External/jobNNN/]
 
-`--mode` picks the steps: simulate, train, refine, generate, or all (simulate, train, refine, and
-generate when `--n` is given) for particles; scene (synthetic micrographs from `--species`) or
+`--mode` picks the steps: simulate, train, apply (the trained model on the simulated particles),
+generate, or all (simulate, train, apply, and generate when `--n` is given) for particles; scene (synthetic micrographs from `--species`) or
 translate (train on a scene job's micrographs and the real `--in_mics`, then translate the scene)
 for micrographs. Each step calls the `cryorefine` command line in a child process;
 its log goes to run.out, a one-line reason for a failure to run.err. The job always ends with
@@ -21,6 +21,7 @@ import argparse
 import collections
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,7 +58,10 @@ ABORT_REQUEST = "RELION_JOB_ABORT_NOW"
 ABORT_POLL_SECONDS = 0.5
 TERMINATE_GRACE_SECONDS = 10.0
 PROGRESS_INTERVAL_SECONDS = 5
-MODES = ("simulate", "train", "refine", "generate", "all", "scene", "translate")
+MODES = ("simulate", "train", "apply", "generate", "all", "scene", "translate")
+# Modes renamed; the old name still runs for one release, with a line in run.out. ("refine" read as
+# RELION's 3D refinement.)
+RENAMED_MODES = {"refine": "apply"}
 TRANSLATE_METHODS = METHODS  # the engine's list (cryorefine.unpaired.config); the first is its default
 
 
@@ -143,6 +147,10 @@ class _RaisingParser(argparse.ArgumentParser):
     """argparse that reports problems as a JobFailure instead of exiting, so FAILURE gets written."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        # A label whose value was left empty in the GUI arrives as `--label` followed by the next label.
+        empty = re.fullmatch(r"argument --(\w+): expected (?:one|at least one) argument", message)
+        if empty:
+            raise JobFailure(f"parameter {empty.group(1)} has no value: fill in its value or clear its label")
         raise JobFailure(message)
 
 
@@ -156,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--in_mics", dest="micrographs", type=Path, help="real micrographs (translate)")
     parser.add_argument("--j", dest="threads", type=int, default=1, help="CPU threads for the engine")
     parser.add_argument("--pipeline_control", help="added by RELION; not used")
-    parser.add_argument("--mode", choices=MODES, default="all", help="steps to run (default: all)")
+    parser.add_argument("--mode", choices=(*MODES, *RENAMED_MODES), default="all", help="steps to run (default: all)")
     parser.add_argument("--model", type=Path, help="an earlier train job's model: its model node "
-                        "(External/jobNNN/model/config.json), its model folder or the job's folder (refine, generate)")
+                        "(External/jobNNN/model/config.json), its model folder or the job's folder (apply, generate)")
     parser.add_argument("--n", type=int, help="number of particles to generate")
     parser.add_argument("--gpu", help="GPU number, shorthand for --device cuda:N")
     parser.add_argument("--species", nargs="+", default=[],
@@ -194,9 +202,12 @@ def parse_job(argv: Sequence[str]) -> JobRequest:
     if args.threads < 1:
         raise JobFailure(f"--j must be at least 1, got {args.threads}")
     species = [spec for token in args.species for spec in token.split(",") if spec]
+    mode = RENAMED_MODES.get(args.mode, args.mode)
+    if mode != args.mode:
+        log.warning("mode %s is now called %s; the old name goes in the next release", args.mode, mode)
     return JobRequest(
         job_dir=args.job_dir,
-        mode=args.mode,
+        mode=mode,
         particles=args.particles,
         reference=args.reference,
         mask=args.mask,
@@ -334,7 +345,7 @@ def plan_steps(job: JobRequest, version: RelionVersion = RelionVersion.V3_1) -> 
     if job.mode == "translate":
         return _translate_steps(job, version)
     if job.mode == "all":
-        names = ["simulate", "train", "refine"] + (["generate"] if job.n is not None else [])
+        names = ["simulate", "train", "apply"] + (["generate"] if job.n is not None else [])
     else:
         names = [job.mode]
     if job.mode == "generate" and job.n is None:
@@ -360,15 +371,15 @@ def plan_steps(job: JobRequest, version: RelionVersion = RelionVersion.V3_1) -> 
         steps.append(Step("train", ["train", "--pairs", str(pairs), "--out", str(model), *resume,
                                     *_engine_options(job, "train")],
                           [OutputNode(str(model / ModelFolder.CONFIG), NodeKind.MODEL)]))
-    if "refine" in names or "generate" in names:
+    if "apply" in names or "generate" in names:
         model = _model_dir(job, trained_here="train" in names)
-    if "refine" in names:
-        refined = job_dir / "refined"
+    if "apply" in names:
+        applied = job_dir / "applied"
         steps.append(Step(
-            "refine",
-            ["apply", "--model", str(model), "--particles", str(pairs / PairsFolder.SIM_STAR), "--out", str(refined),
+            "apply",
+            ["apply", "--model", str(model), "--particles", str(pairs / PairsFolder.SIM_STAR), "--out", str(applied),
              "--project-dir", ".", *_engine_options(job, "apply")],
-            [OutputNode(str(refined / ParticlesFolder.PARTICLES_STAR), NodeKind.PARTICLES)],
+            [OutputNode(str(applied / ParticlesFolder.PARTICLES_STAR), NodeKind.PARTICLES)],
         ))
     if "generate" in names:
         generated = job_dir / "generated"

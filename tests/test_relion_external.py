@@ -180,6 +180,9 @@ def test_ccpem_pipeliner_form_is_parsed() -> None:
         (["--mode", "scene", "--defocus", "near", "far"], "defocus must be MIN MAX in µm"),
         (["--mode", "translate", "--method", "gan"], "invalid choice: 'gan'"),
         (["--mode", "translate"], "translate needs real micrographs \\(in_mics\\)"),
+        # a label whose value was left empty: RELION passes the next label right after it
+        (["--device", "--j", "1"], "parameter device has no value: fill in its value or clear its label"),
+        (["--species", "--j", "1"], "parameter species has no value"),
     ],
 )
 def test_bad_parameters_are_explained(argv: list[str], message: str, tmp_path: Path) -> None:
@@ -199,8 +202,15 @@ def test_mode_all_with_n_plans_every_step_with_project_relative_paths(project: P
     assert "--steps" in steps[1].engine_args and "--steps" not in steps[0].engine_args
     assert [(n.name, n.kind) for s in steps for n in s.outputs] == [
         (f"{JOB}pairs/sim.star", NodeKind.PARTICLES), (f"{JOB}pairs/raw.star", NodeKind.PARTICLES),
-        (f"{JOB}model/config.json", NodeKind.MODEL), (f"{JOB}refined/particles.star", NodeKind.PARTICLES),
+        (f"{JOB}model/config.json", NodeKind.MODEL), (f"{JOB}applied/particles.star", NodeKind.PARTICLES),
         (f"{JOB}generated/particles.star", NodeKind.PARTICLES), (f"{JOB}generated/clean.star", NodeKind.PARTICLES)]
+
+
+def test_mode_refine_is_now_apply_and_still_runs_with_a_line_saying_so(caplog) -> None:
+    """Issue 15: 'refine' read as RELION's 3D refinement; the old name works for one release."""
+    job = parse_job(["--o", JOB, "--mode", "refine", "--model", "m"])
+    assert job.mode == "apply"
+    assert "mode refine is now called apply; the old name goes in the next release" in caplog.text
 
 
 def test_a_model_is_found_from_its_node_its_folder_or_its_job(project: Path, monkeypatch) -> None:
@@ -208,7 +218,7 @@ def test_a_model_is_found_from_its_node_its_folder_or_its_job(project: Path, mon
     monkeypatch.chdir(project)
     train_job = Path("External/job002")
     (project / train_job / "model").mkdir(parents=True)
-    argv = ["--o", JOB, "--mode", "refine", "--in_parts", "pairs_job/sim.star"]
+    argv = ["--o", JOB, "--mode", "apply", "--in_parts", "pairs_job/sim.star"]
     for name in ("sim.star", "raw.star"):
         (project / "pairs_job").mkdir(exist_ok=True)
         (project / "pairs_job" / name).write_text("")
@@ -257,11 +267,11 @@ def test_node_labels_follow_the_project_version(tmp_path: Path, pipeline: str, v
                                                 type_column: str, particles_type: str, map_type: str) -> None:
     (tmp_path / "default_pipeline.star").write_text(pipeline)
     assert detect_relion_version(tmp_path) is version
-    nodes = [OutputNode("External/job001/refined/particles.star", NodeKind.PARTICLES),
+    nodes = [OutputNode("External/job001/applied/particles.star", NodeKind.PARTICLES),
              OutputNode("External/job001/map.mrc", NodeKind.MAP)]
     columns, rows = _read_loop(write_output_nodes(tmp_path, nodes, version))
     assert columns == ["_rlnPipeLineNodeName", type_column]
-    assert rows[0] == ["External/job001/refined/particles.star", particles_type]
+    assert rows[0] == ["External/job001/applied/particles.star", particles_type]
     assert rows[1] == ["External/job001/map.mrc", map_type]
 
 
@@ -468,14 +478,14 @@ def test_relion_3_1_pipeliner_runs_the_job_and_registers_usable_particles(projec
     pipeline = project / "default_pipeline.star"
     assert [JOB, "None", "99", "2"] in _pipeline_table(pipeline, "pipeline_processes")  # 2 = Succeeded
     nodes = _pipeline_table(pipeline, "pipeline_nodes")
-    for star in ("pairs/sim.star", "pairs/raw.star", "refined/particles.star", "generated/particles.star",
+    for star in ("pairs/sim.star", "pairs/raw.star", "applied/particles.star", "generated/particles.star",
                  "generated/clean.star"):
         assert [f"{JOB}{star}", "3"] in nodes
     assert [f"{JOB}model/config.json", "15"] in nodes  # the model, for the next job's `model` parameter
-    assert [JOB, f"{JOB}refined/particles.star"] in _pipeline_table(pipeline, "pipeline_output_edges")
+    assert [JOB, f"{JOB}applied/particles.star"] in _pipeline_table(pipeline, "pipeline_output_edges")
     assert (job_dir / "model" / "plots" / "panels.png").is_file()
 
-    for star, count in (("refined/particles.star", 10), ("pairs/sim.star", 10), ("generated/particles.star", 6),
+    for star, count in (("applied/particles.star", 10), ("pairs/sim.star", 10), ("generated/particles.star", 6),
                         ("generated/clean.star", 6)):
         node = f"{JOB}{star}"
         handled = subprocess.run(["relion_star_handler", "--i", node, "--o", "selected.star", "--select",

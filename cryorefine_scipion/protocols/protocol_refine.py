@@ -38,7 +38,7 @@ class ProtCryorefineRefine(ProtCryorefineBase):
     particles carry poses, CTF and acquisition, ready for refinement or benchmarking.
     """
 
-    _label = "refine / generate"
+    _label = "apply model / generate"
     _possibleOutputs = RefineOutputs
 
     def _defineParams(self, form):
