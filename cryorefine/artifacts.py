@@ -22,6 +22,7 @@ class PairsFolder:
     SIM_STACK = "sim.mrcs"
     RAW_STACK = "raw.mrcs"
     SUMMARY = "summary.json"
+    SETS = {"raw": (RAW_STAR, RAW_STACK), "sim": (SIM_STAR, SIM_STACK)}  # (STAR, stack) of each side
 
     @classmethod
     def holds_pairs(cls, folder: Path) -> bool:
@@ -39,6 +40,23 @@ class ModelFolder:
     PANELS_PLOT, RPSD_PLOT, LOSSES_PLOT = "panels.png", "rpsd.png", "losses.png"
 
 
+class TranslatorFolder:
+    """`cryorefine translate train --out`: a trained translator (either method) and its training log."""
+
+    MODEL = "translator.pt"
+    CONFIG = "config.json"
+    LOG = "log.csv"
+
+
+class EvaluationFolder:
+    """`cryorefine evaluate ... --out`: the scores of one subcommand, and its plots."""
+
+    METRICS = "metrics.json"  # particles, micrographs
+    DOWNSTREAM = "downstream.json"  # denoising
+    PICKING = "picking.json"  # picking
+    PLOTS = "plots"
+
+
 class ParticlesFolder:
     """`cryorefine apply --out` and `cryorefine generate --out`: a particle set; generate adds its noise-free
     ground truth (CLEAN_*)."""
@@ -47,6 +65,8 @@ class ParticlesFolder:
     PARTICLES_STACK = "particles.mrcs"
     CLEAN_STAR = "clean.star"
     CLEAN_STACK = "clean.mrcs"
+    # generate's two sets: (STAR, stack) of the realistic particles and of their noise-free ground truth
+    GENERATED = {"particles": (PARTICLES_STAR, PARTICLES_STACK), "clean": (CLEAN_STAR, CLEAN_STACK)}
 
 
 class SceneFolder:

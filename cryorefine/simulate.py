@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryorefine.artifacts import PairsFolder
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError
 from cryorefine.io.atomic import StagedOutputDir, write_json
@@ -242,7 +243,8 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
     started = time.time()
     if config.out is None:
         raise InputError(None, "simulate needs an output folder (--out)")
-    stacks = {name: stack_reference(Path(config.out) / f"{name}.mrcs", config.project_dir) for name in ("raw", "sim")}
+    stacks = {name: stack_reference(Path(config.out) / stack, config.project_dir)
+              for name, (_, stack) in PairsFolder.SETS.items()}
     simulator = PairSimulator(config)
     star, params = simulator.star, simulator.params
     rows = _select_rows(len(star), config)
@@ -253,7 +255,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
 
     staged = StagedOutputDir(config.out)
     try:
-        raw_path, sim_path = staged.path("raw.mrcs"), staged.path("sim.mrcs")
+        raw_path, sim_path = staged.path(PairsFolder.RAW_STACK), staged.path(PairsFolder.SIM_STACK)
         with StackWriter(raw_path, len(rows), target_box, target_pixel) as raw_out, \
                 StackWriter(sim_path, len(rows), target_box, target_pixel) as sim_out:
             batches = range(0, len(rows), config.batch_size)
@@ -271,9 +273,9 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
             sim_out.scale_rows(row_scale)
         simulator.close()
 
-        for name in ("raw", "sim"):
+        for name, (star_name, _) in PairsFolder.SETS.items():
             optics, particles = output_tables(star, rows, stacks[name], target_box, target_pixel, correlations)
-            write_particle_star(staged.path(f"{name}.star"), optics, particles)
+            write_particle_star(staged.path(star_name), optics, particles)
         summary = SimulateSummary(
             particles=len(rows),
             seconds=round(time.time() - started, 2),
@@ -290,7 +292,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
             check["warning"] = POSE_CHECK_WARNING.format(stated=check["median_at_refined_pose"],
                                                          random=check["median_at_random_poses"])
             log.warning(check["warning"])
-        write_json(staged.path("summary.json"), asdict(summary))
+        write_json(staged.path(PairsFolder.SUMMARY), asdict(summary))
     except BaseException:
         staged.discard()
         raise

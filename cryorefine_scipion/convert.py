@@ -15,7 +15,6 @@ path rules and Euler matrix.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +37,11 @@ from pwem.objects import (
     Transform,
 )
 
+from cryorefine.artifacts import SceneDescription
 from cryorefine.io.star import locate_stack, read_particle_star, stack_reference, write_star
 from cryorefine.physics.euler import relion_rotation
 from cryorefine_scipion.constants import (
     SCENE_COORDINATES,
-    SCENE_DESCRIPTION,
     SIM_CORRELATION_ATTR,
     SIM_CORRELATION_LABEL,
     SOURCE_ID_LABEL,
@@ -291,56 +290,32 @@ def map_with_sampling(path: str, sampling: float, copy_path: str) -> str:
 
 
 @dataclass(frozen=True)
-class SceneMicrograph:
-    """One micrograph of a scene and the defocus it was simulated with (Å, degrees)."""
-
-    index: int
-    defocus_u: float
-    defocus_v: float
-    defocus_angle: float
-
-
-@dataclass(frozen=True)
 class Scene:
-    """What the plugin needs from a `cryorefine scene` folder (its scene.json)."""
+    """A `cryorefine scene` folder and its description, read by the engine (cryorefine.artifacts)."""
 
     path: str
-    size: int
-    pixel_size: float
-    voltage: float
-    spherical_aberration: float
-    amplitude_contrast: float
-    largest_species_box: int
-    micrographs: list[SceneMicrograph]
+    description: SceneDescription
 
     def file(self, template: str, index: int) -> str:
         return os.path.join(self.path, template.format(index))
 
 
 def read_scene(folder: str) -> Scene:
-    with open(os.path.join(folder, SCENE_DESCRIPTION)) as handle:
-        description = json.load(handle)
-    config, optics = description["config"], description["config"]["optics"]
-    micrographs = [SceneMicrograph(index, float(m["defocus"]["u_a"]), float(m["defocus"]["v_a"]),
-                                   float(m["defocus"]["angle_deg"]))
-                   for index, m in enumerate(description["micrographs"])]
-    return Scene(folder, int(config["size"]), float(config["pixel_size"]), float(optics["voltage_kv"]),
-                 float(optics["cs_mm"]), float(optics["amplitude_contrast"]),
-                 max(int(species["box"]) for species in description["species"]), micrographs)
+    return Scene(folder, SceneDescription.read(Path(folder)))
 
 
 def scene_acquisition(scene: Scene) -> Acquisition:
-    return Acquisition(voltage=scene.voltage, sphericalAberration=scene.spherical_aberration,
-                       amplitudeContrast=scene.amplitude_contrast, magnification=10000)
+    return Acquisition(voltage=scene.description.voltage_kv, sphericalAberration=scene.description.cs_mm,
+                       amplitudeContrast=scene.description.amplitude_contrast, magnification=10000)
 
 
 def fill_scene_micrographs(micrographs: SetOfMicrographs, scene: Scene, folder: str, template: str) -> None:
     """One micrograph per scene micrograph, in scene order: the file `template` names in `folder`
     (e.g. clean_{:03d}.mrc in the scene folder, translated_{:03d}.mrc where a translation wrote them)."""
     micrographs.setAcquisition(scene_acquisition(scene))
-    micrographs.setSamplingRate(scene.pixel_size)
-    for entry in scene.micrographs:
-        filename = os.path.relpath(os.path.join(folder, template.format(entry.index)))
+    micrographs.setSamplingRate(scene.description.pixel_size)
+    for index in range(len(scene.description.micrographs)):
+        filename = os.path.relpath(os.path.join(folder, template.format(index)))
         micrograph = Micrograph(location=filename)
         micrograph.setMicName(os.path.basename(filename))
         micrographs.append(micrograph)
@@ -350,8 +325,8 @@ def fill_scene_coordinates(coordinates: SetOfCoordinates, scene: Scene) -> None:
     """The scene's particle centres (rounded to pixels) on the micrographs of `coordinates`,
     which must be the scene's micrographs in scene order; each keeps its species name."""
     micrographs = coordinates.getMicrographs()
-    for entry, micrograph in zip(scene.micrographs, micrographs.iterItems(orderBy="id")):
-        for row in Table(fileName=scene.file(SCENE_COORDINATES, entry.index)):
+    for index, micrograph in enumerate(micrographs.iterItems(orderBy="id")):
+        for row in Table(fileName=scene.file(SCENE_COORDINATES, index)):
             coordinate = Coordinate()
             coordinate.setMicrograph(micrograph)
             coordinate.setPosition(int(round(float(row.rlnCoordinateX))), int(round(float(row.rlnCoordinateY))))
@@ -362,8 +337,8 @@ def fill_scene_coordinates(coordinates: SetOfCoordinates, scene: Scene) -> None:
 def fill_scene_ctfs(ctfs: SetOfCTF, scene: Scene, micrographs: SetOfMicrographs) -> None:
     """The defocus each scene micrograph was simulated with, exactly, on the micrographs in scene order."""
     ctfs.setMicrographs(micrographs)
-    for entry, micrograph in zip(scene.micrographs, micrographs.iterItems(orderBy="id")):
+    for entry, micrograph in zip(scene.description.micrographs, micrographs.iterItems(orderBy="id")):
         ctf = CTFModel()
-        ctf.setStandardDefocus(entry.defocus_u, entry.defocus_v, entry.defocus_angle)
+        ctf.setStandardDefocus(entry.defocus_u_a, entry.defocus_v_a, entry.defocus_angle_deg)
         ctf.setMicrograph(micrograph.clone())
         ctfs.append(ctf)

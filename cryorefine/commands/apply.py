@@ -38,6 +38,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    from cryorefine.artifacts import ParticlesFolder
     from cryorefine.gan.inference import Refiner
     from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import ParticleImages, StackWriter
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace) -> None:
     images = ParticleImages(star, args.project_dir)
     pixel_size = star.pixel_size
     refiner.check_geometry(images.box, pixel_size, args.particles)
-    stack = stack_reference(args.out / "particles.mrcs", args.project_dir)
+    stack = stack_reference(args.out / ParticlesFolder.PARTICLES_STACK, args.project_dir)
     n = len(star)
     keys = particle_keys(star.particles)
     if args.noise == "residual":
@@ -58,13 +59,13 @@ def main(args: argparse.Namespace) -> None:
                  refiner.noise_model.known(keys), len(keys))
     try:
         with StagedOutputDir(args.out) as staged:
-            with StackWriter(staged.path("particles.mrcs"), n, images.box, pixel_size) as writer:
+            with StackWriter(staged.path(ParticlesFolder.PARTICLES_STACK), n, images.box, pixel_size) as writer:
                 for start in track(range(0, n, args.batch_size), "apply"):
                     rows = np.arange(start, min(start + args.batch_size, n))
                     writer.write(start, refiner(images.read(rows), [keys[i] for i in rows]))
             particles = star.particles.copy()
             particles["rlnImageName"] = [f"{i + 1:06d}@{stack}" for i in range(n)]
-            write_particle_star(staged.path("particles.star"), star.optics.assign(rlnImageSize=images.box), particles)
+            write_particle_star(staged.path(ParticlesFolder.PARTICLES_STAR), star.optics.assign(rlnImageSize=images.box), particles)
     finally:
         images.close()
     log.info("wrote %d particles (%s noise) to %s", n, args.noise, args.out)

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cryorefine.artifacts import EvaluationFolder
 from cryorefine.commands.options import action_help, add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
@@ -241,13 +242,13 @@ def evaluate_particles(args: argparse.Namespace) -> None:
                          "sim": None if args.sim is None else str(args.sim), "pixel_size": pixel_size}
 
     with StagedOutputDir(args.out) as out:
-        write_json(out.path("metrics.json"), metrics)
+        write_json(out.path(EvaluationFolder.METRICS), metrics)
         name = args.name or args.fake.resolve().parent.name
         _write_plots(out, metrics, fake_images, raw_images, sim_images, name,
                      f"{n} particles of {args.raw.parent.name}/{args.raw.name}")
     log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
              metrics["classifier"]["auc"], metrics["classifier"]["auc_std"], metrics["classifier"]["repeats"],
-             args.out / "metrics.json")
+             args.out / EvaluationFolder.METRICS)
 
 
 def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray, sim: np.ndarray | None,
@@ -318,7 +319,7 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
               "training_sets": {name: str(path) for name, path in training_paths.items()},
               "clean": str(args.clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
     with StagedOutputDir(args.out) as out:
-        write_json(out.path("downstream.json"), report)
+        write_json(out.path(EvaluationFolder.DOWNSTREAM), report)
     for test, by_method in scores.items():
         for name, score in by_method.items():
             gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f} ± {score.gap_closed_std:.2f}"
@@ -379,7 +380,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
                        "noise_power": tile_noise_power(real_tiles).tolist()}
     images["real (held out)"] = real[0]
     with StagedOutputDir(args.out) as out:
-        write_json(out.path("metrics.json"), metrics)
+        write_json(out.path(EvaluationFolder.METRICS), metrics)
         tiles = {name: grid_tiles([image], config.tile).numpy() for name, image in images.items()}
         pixel = f"{first.pixel_size:.3g}"
         data = f"{config.tile}-px tiles, held-out part of {', '.join(path.name for path in args.real)}"
@@ -390,7 +391,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
                           "noise power |F|²", log_y=True, title=f"Noise power of micrograph sets vs real, {data}")
         plots.plot_micrographs(out.path("plots/micrographs.png"), images,
                                title=f"The first micrograph of each set and the held-out real part ({pixel} Å/px)")
-    log.info("metrics in %s", args.out / "metrics.json")
+    log.info("metrics in %s", args.out / EvaluationFolder.METRICS)
 
 
 def _labelled_micrographs(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray], float]:
@@ -433,5 +434,5 @@ def evaluate_picking(args: argparse.Namespace) -> None:
               "picker": {"downsample": config.downsample, "label_radius_px": config.label_radius, "steps": config.steps,
                          "pretrained": config.pretrained, "seed": config.seed, "repeats": args.repeats}}
     with StagedOutputDir(args.out) as out:
-        write_json(out.path("picking.json"), report)
-    log.info("picking results in %s", args.out / "picking.json")
+        write_json(out.path(EvaluationFolder.PICKING), report)
+    log.info("picking results in %s", args.out / EvaluationFolder.PICKING)

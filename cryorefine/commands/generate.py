@@ -56,6 +56,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from cryorefine.artifacts import ParticlesFolder
     from cryorefine.gan.inference import Refiner
     from cryorefine.generate import draw_particles, fit_sim_scale
     from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
@@ -67,7 +68,8 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.simulate import load_map
 
     refuse_output_over_inputs(args.out, files=[args.like, args.map], folders=[args.model])
-    stacks = {name: stack_reference(args.out / f"{name}.mrcs", args.project_dir) for name in ("particles", "clean")}
+    stacks = {name: stack_reference(args.out / stack, args.project_dir)
+              for name, (_, stack) in ParticlesFolder.GENERATED.items()}
     refiner = Refiner(args.model, args.noise, args.device, args.seed)
     like = read_particle_star(args.like)
     pixel, box = like.pixel_size, refiner.box
@@ -87,16 +89,16 @@ def main(args: argparse.Namespace) -> None:
         raise InputError(args.like, "the map's projections do not correlate with these images (scale <= 0)")
 
     with StagedOutputDir(args.out) as staged:
-        with StackWriter(staged.path("particles.mrcs"), args.n, box, pixel) as noisy_out, \
-                StackWriter(staged.path("clean.mrcs"), args.n, box, pixel) as clean_out:
+        with StackWriter(staged.path(ParticlesFolder.PARTICLES_STACK), args.n, box, pixel) as noisy_out, \
+                StackWriter(staged.path(ParticlesFolder.CLEAN_STACK), args.n, box, pixel) as clean_out:
             for start in track(range(0, args.n, args.batch_size), "generate"):
                 rows = np.arange(start, min(start + args.batch_size, args.n))
                 clean = model.simulate(params.subset(rows)).cpu().numpy() * row_scale[rows, None, None]
                 clean_out.write(start, clean)
                 noisy_out.write(start, refiner(clean))
-        for name in ("particles", "clean"):
+        for name, (star_name, _) in ParticlesFolder.GENERATED.items():
             table = particles.copy()
             table.insert(0, "rlnImageName", [f"{i + 1:06d}@{stacks[name]}" for i in range(args.n)])
-            write_particle_star(staged.path(f"{name}.star"), optics, table)
+            write_particle_star(staged.path(star_name), optics, table)
     log.info("generated %d particles (%s poses, %s shifts, %s noise) in %s", args.n, args.poses, args.shifts,
              args.noise, args.out)

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cryorefine.artifacts import SceneDescription, SceneFolder, TranslatedFolder
+from cryorefine.artifacts import SceneDescription, SceneFolder, TranslatedFolder, TranslatorFolder
 from cryorefine.commands.options import action_help
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
-from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, MODEL_FILE, DiffusionConfig, UnpairedConfig
+from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, DiffusionConfig, UnpairedConfig
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,9 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         raise InputError(None, f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
     translator = None
     if args.model is not None:
-        if not (args.model / MODEL_FILE).exists():
-            raise InputError(args.model, f"no {MODEL_FILE} (run cryorefine translate train)")
-        translator = load_translator(args.model / MODEL_FILE)
+        if not (args.model / TranslatorFolder.MODEL).exists():
+            raise InputError(args.model, f"no {TranslatorFolder.MODEL} (run cryorefine translate train)")
+        translator = load_translator(args.model / TranslatorFolder.MODEL)
         overrides = {k: v for k, v in (("sampling_steps", args.sampling_steps), ("guidance", args.guidance),
                                        ("start_level", args.start_level)) if v is not None}
         if overrides:

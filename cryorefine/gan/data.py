@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from cryorefine.artifacts import PairsFolder
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import ParticleImages
 from cryorefine.io.star import read_particle_star
@@ -104,8 +105,8 @@ class PairedParticles(PairSource):
         self.pairs_dir = Path(pairs_dir)
         if not self.pairs_dir.is_dir():
             raise InputError(self.pairs_dir, "pairs folder not found (expected the output of `cryorefine simulate`)")
-        self.sim_star = read_particle_star(self.pairs_dir / "sim.star")
-        self.raw_star = read_particle_star(self.pairs_dir / "raw.star")
+        self.sim_star = read_particle_star(self.pairs_dir / PairsFolder.SIM_STAR)
+        self.raw_star = read_particle_star(self.pairs_dir / PairsFolder.RAW_STAR)
         if len(self.sim_star) != len(self.raw_star):
             raise InputError(self.pairs_dir, f"sim.star has {len(self.sim_star)} particles but raw.star has {len(self.raw_star)}")
         self.sim = ParticleImages(self.sim_star, project_dir)

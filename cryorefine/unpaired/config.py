@@ -11,7 +11,6 @@ METHODS = ("contrastive", "diffusion")
 NOISE_BASELINES = ("gaussian", "poisson")
 BASELINES = (*NOISE_BASELINES, "coloured", "real-background")
 INPUTS = ("physics", "clean")
-MODEL_FILE = "translator.pt"  # in a translator's model folder
 
 
 @dataclass(frozen=True)

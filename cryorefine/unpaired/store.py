@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
+from cryorefine.artifacts import TranslatorFolder
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.io.atomic import atomic_path, write_json
 from cryorefine.normalisation import Normalisation
-from cryorefine.unpaired.config import MODEL_FILE, DiffusionConfig, UnpairedConfig
+from cryorefine.unpaired.config import DiffusionConfig, UnpairedConfig
 from cryorefine.unpaired.diffusion import Denoiser, DiffusionTranslator
 from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator
@@ -38,10 +39,10 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
                                 "condition_std": translator.condition_std})
     else:
         state.update(method="contrastive", network=translator.generator.state_dict())
-    with atomic_path(out_dir / MODEL_FILE) as tmp:
+    with atomic_path(out_dir / TranslatorFolder.MODEL) as tmp:
         torch.save(state, tmp)
-    write_json(out_dir / "config.json", {"method": state["method"], **state["config"]})
-    with atomic_path(out_dir / "log.csv") as tmp, open(tmp, "w", newline="") as handle:
+    write_json(out_dir / TranslatorFolder.CONFIG, {"method": state["method"], **state["config"]})
+    with atomic_path(out_dir / TranslatorFolder.LOG) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step"])
         writer.writeheader()
         writer.writerows(rows)

@@ -157,8 +157,9 @@ class ProtCryorefineScene(ProtCryorefineBase):
         fill_scene_micrographs(micrographs, scene, scene.path, SCENE_MICROGRAPH)
         clean = self._createSetOfMicrographs("clean")
         fill_scene_micrographs(clean, scene, scene.path, SCENE_CLEAN_MICROGRAPH)
-        box = self.boxSize.get() or scene.largest_species_box
-        scene_folder = CryorefineScene(path=self.sceneDir(), samplingRate=scene.pixel_size, boxSize=scene.size,
+        box = self.boxSize.get() or scene.description.largest_species_box
+        scene_folder = CryorefineScene(path=self.sceneDir(), samplingRate=scene.description.pixel_size,
+                                       boxSize=scene.description.size,
                                        particleBox=box)
         self._defineOutputs(outputMicrographs=micrographs, outputCleanMicrographs=clean, outputScene=scene_folder)
         outputs = [micrographs, clean, scene_folder, *self._defineSceneCoordinatesAndCtf(scene, micrographs, box)]

@@ -102,7 +102,7 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
         fill_scene_micrographs(micrographs, scene, self.translatedDir(), TRANSLATED_MICROGRAPH)
         self._defineOutputs(outputMicrographs=micrographs)
         box = (self.inputScene.get().getParticleBox() if self.sceneFrom.get() == SCENE_FROM_RUN
-               else scene.largest_species_box)
+               else scene.description.largest_species_box)
         outputs = [micrographs, *self._defineSceneCoordinatesAndCtf(scene, micrographs, box)]
         inputs = [self.inputMicrographs] + ([self.inputScene] if self.sceneFrom.get() == SCENE_FROM_RUN else [])
         for pointer in inputs:

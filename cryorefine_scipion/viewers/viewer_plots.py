@@ -6,14 +6,15 @@ import os
 import pyworkflow.protocol.params as params
 from pyworkflow.viewer import DESKTOP_TKINTER, ProtocolViewer, View, Viewer
 
+from cryorefine.artifacts import EvaluationFolder, ModelFolder
 from cryorefine_scipion.constants import GENERATED_PLOT, MODEL_PLOTS
 from cryorefine_scipion.objects import CryorefineModel
 from cryorefine_scipion.protocols import ProtCryorefineRefine, ProtCryorefineTrain
 
 PLOT_TITLES = {
-    "panels.png": "Sim / fake / raw panels",
-    "rpsd.png": "Radial power spectra (RPSD)",
-    "losses.png": "Loss curves",
+    ModelFolder.PANELS_PLOT: "Sim / fake / raw panels",
+    ModelFolder.RPSD_PLOT: "Radial power spectra (RPSD)",
+    ModelFolder.LOSSES_PLOT: "Loss curves",
     "histograms.png": "Pixel value histograms",
     "frc.png": "Fourier ring correlation with the simulations",
     "noise_power.png": "Noise power spectra",
@@ -69,7 +70,7 @@ def protocol_plots(protocol) -> list:
         return model_plots(protocol.outputModel)
     if isinstance(protocol, ProtCryorefineRefine):
         generated = [protocol.generatedPlot()] if os.path.exists(protocol.generatedPlot()) else []
-        return generated + sorted(glob.glob(protocol.evaluationDir("plots", "*.png")))
+        return generated + sorted(glob.glob(protocol.evaluationDir(EvaluationFolder.PLOTS, "*.png")))
     return []
 
 
