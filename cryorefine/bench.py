@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,6 +32,7 @@ from cryorefine.io.mrc import StackWriter, write_map
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel
+from cryorefine.synthetic import blob_map, optics_table, random_particles
 
 log = logging.getLogger(__name__)
 
@@ -114,27 +114,11 @@ def synthetic_particles(folder: Path, n: int, box: int, pixel_size: float = 1.5,
     variance), so a sim scale can be fitted; stacks are simulated and written in chunks.
     """
     rng = np.random.default_rng(seed)
-    grid = np.arange(box) - box // 2
-    z, y, x = np.meshgrid(grid, grid, grid, indexing="ij")
-    volume = np.zeros((box,) * 3, dtype=np.float32)
-    for _ in range(20):
-        centre, width = rng.uniform(-box / 5, box / 5, 3), rng.uniform(box / 30, box / 12)
-        volume += np.exp(-((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) / (2 * width**2))
+    volume = blob_map(box, rng, n_blobs=20, widths_px=(box / 30, box / 12), amplitudes=None)
     folder.mkdir(parents=True, exist_ok=True)
     write_map(folder / "map.mrc", volume, pixel_size)
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
-                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1],
-                           "rlnImagePixelSize": [pixel_size], "rlnImageSize": [box], "rlnImageDimensionality": [2]})
-    defocus = rng.uniform(8000, 25000, n)
-    stack = stack_reference(folder / "particles.mrcs")
-    particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(n)],
-        "rlnAngleRot": rng.uniform(-180, 180, n), "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
-        "rlnAnglePsi": rng.uniform(-180, 180, n), "rlnOriginXAngst": rng.uniform(-5, 5, n),
-        "rlnOriginYAngst": rng.uniform(-5, 5, n), "rlnDefocusU": defocus, "rlnDefocusV": defocus - rng.uniform(-800, 800, n),
-        "rlnDefocusAngle": rng.uniform(0, 180, n), "rlnOpticsGroup": np.ones(n, dtype=int),
-    })
-    write_particle_star(folder / "particles.star", optics, particles)
+    particles = random_particles(n, rng, stack_reference(folder / "particles.mrcs"))
+    write_particle_star(folder / "particles.star", optics_table(box, pixel_size), particles)
     params = particle_parameters(read_particle_star(folder / "particles.star"))
     model = ForwardModel(volume, pixel_size)
     gain = None

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-import pandas as pd
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -36,8 +35,9 @@ from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.metrics.correlation import pearson_rows
-from cryorefine.physics.forward import ForwardModel
 from cryorefine.physics.euler import relion_rotation
+from cryorefine.physics.forward import ForwardModel
+from cryorefine.synthetic import random_particles
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +106,10 @@ def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "r
     real_optics = read_particle_star(TRPV1 / "particles.star").optics
     optics = real_optics.copy()
     optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = 1, "opticsGroup1"
-    defocus_u = rng.uniform(10000, 25000, n)
-    stack = stack_reference(folder / "particles.mrcs")
-    particles = pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@{stack}" for i in range(n)],
-        "rlnAngleRot": rng.uniform(-180, 180, n),
-        "rlnAngleTilt": np.degrees(np.arccos(rng.uniform(-1, 1, n))),
-        "rlnAnglePsi": rng.uniform(-180, 180, n),
-        "rlnOriginXAngst": rng.uniform(-4, 4, n),
-        "rlnOriginYAngst": rng.uniform(-4, 4, n),
-        "rlnDefocusU": defocus_u,
-        "rlnDefocusV": defocus_u - rng.uniform(-600, 600, n),
-        "rlnDefocusAngle": rng.uniform(0, 180, n),
-        "rlnCtfBfactor": np.zeros(n),
-        "rlnOpticsGroup": np.ones(n, dtype=int),
-        "rlnRandomSubset": 1 + np.arange(n) % 2,
-    })
+    particles = random_particles(n, rng, stack_reference(folder / "particles.mrcs"), defocus=(10000.0, 25000.0),
+                                 astigmatism=600.0, origin_angstrom=4.0)
+    particles["rlnCtfBfactor"] = np.zeros(n)
+    particles["rlnRandomSubset"] = 1 + np.arange(n) % 2
     folder.mkdir(parents=True, exist_ok=True)
     write_particle_star(folder / "particles.star", optics, particles)
     params = particle_parameters(read_particle_star(folder / "particles.star"))

@@ -18,7 +18,8 @@ from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.physics.euler import relion_rotation
-from tests._synthetic import blob_map, varied_particles, write_dataset
+from cryorefine.synthetic import blob_map
+from tests._synthetic import varied_particles, write_dataset
 
 pytestmark = pytest.mark.skipif(shutil.which("relion_project") is None, reason="RELION not installed (apt-get install relion)")
 

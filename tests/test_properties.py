@@ -15,7 +15,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _synthetic import blob_map, varied_particles, write_dataset
+from cryorefine.synthetic import blob_map
+from _synthetic import varied_particles, write_dataset
 from cryorefine import cli
 from cryorefine.commands.options import numeric_actions
 from cryorefine.io.star import read_particle_star, write_particle_star

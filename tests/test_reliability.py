@@ -24,7 +24,8 @@ import pytest
 import torch
 
 from _pairs import make_pairs
-from _synthetic import blob_map, varied_particles, write_dataset
+from cryorefine.synthetic import blob_map
+from _synthetic import varied_particles, write_dataset
 from cryorefine import cli
 from cryorefine.errors import InputError
 from cryorefine.gan.checkpoint import load_checkpoint, load_generator

@@ -15,7 +15,8 @@ from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import CORRELATION_COLUMN, particle_parameters, read_particle_star, write_particle_star
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.simulate import SimulateConfig, simulate_pairs
-from tests._synthetic import blob_map, varied_particles, write_dataset, write_map
+from cryorefine.synthetic import blob_map
+from tests._synthetic import varied_particles, write_dataset, write_map
 from tests.conftest import TEST_DATA, TRPV1, run_cli
 
 needs_relion = pytest.mark.skipif(shutil.which("relion_project") is None, reason="RELION not installed")

@@ -181,7 +181,8 @@ def test_trained_model_makes_raw_like_diverse_noise(tmp_path):
 @pytest.fixture(scope="module")
 def simulated_pairs(tmp_path_factory):
     """Pairs from `cryorefine simulate` on a blob map: raw = 3·clean + unit noise."""
-    from _synthetic import blob_map, varied_particles, write_dataset
+    from cryorefine.synthetic import blob_map
+    from _synthetic import varied_particles, write_dataset
 
     from cryorefine.io.star import particle_parameters
     from cryorefine.physics.forward import ForwardModel
