@@ -9,7 +9,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
-from cryorefine.errors import InputError
+from cryorefine.errors import SettingsError
 
 if TYPE_CHECKING:
     import torch
@@ -31,10 +31,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InputError(None, f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
+        raise SettingsError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise InputError(None, f"--device {name} requested but no CUDA device is available")
+            raise SettingsError(f"--device {name} requested but no CUDA device is available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -18,6 +18,14 @@ class InputError(CryorefineError):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+class SettingsError(InputError):
+    """A setting (an option or a config value) that cannot work; the message names it, as no file is at
+    fault. An InputError, so that callers catching bad input catch it too."""
+
+    def __init__(self, problem: str):
+        super().__init__(None, problem)
+
+
 class OutputError(CryorefineError):
     """Output could not be written (disk full, permissions); earlier outputs are intact."""
 

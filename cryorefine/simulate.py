@@ -19,7 +19,7 @@ import torch
 
 from cryorefine.artifacts import PairsFolder
 from cryorefine.device import resolve_device
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.io.atomic import StagedOutputDir, write_json
 from cryorefine.io.mrc import ParticleImages, StackWriter, read_map
 from cryorefine.io.star import (
@@ -130,7 +130,7 @@ def _geometry(star: ParticleStar, images: ParticleImages, config: SimulateConfig
             raise InputError(star.path, f"_rlnImageSize {sorted(declared)} does not match the stack's box {box}")
     target_pixel = config.pixel_size or pixel
     if target_pixel <= 0:
-        raise InputError(None, "--pixel-size must be positive")
+        raise SettingsError("--pixel-size must be positive")
     resized = int(round(box * pixel / target_pixel))
     resized += resized % 2 if box % 2 == 0 else 0  # keep even boxes even
     target_pixel = pixel * box / resized
@@ -138,7 +138,7 @@ def _geometry(star: ParticleStar, images: ParticleImages, config: SimulateConfig
     if target_box > resized:
         raise InputError(star.path, f"--box {target_box} is larger than the particle image ({resized} px at {target_pixel:.3f} Å)")
     if target_box < 8:
-        raise InputError(None, "--box must be at least 8 pixels")
+        raise SettingsError("--box must be at least 8 pixels")
     return pixel, box, resized, target_box, target_pixel
 
 
@@ -242,7 +242,7 @@ def simulate_pairs(config: SimulateConfig) -> SimulateSummary:
     """Write raw.star/raw.mrcs and sim.star/sim.mrcs into config.out; return the summary."""
     started = time.time()
     if config.out is None:
-        raise InputError(None, "simulate needs an output folder (--out)")
+        raise SettingsError("simulate needs an output folder (--out)")
     stacks = {name: stack_reference(Path(config.out) / stack, config.project_dir)
               for name, (_, stack) in PairsFolder.SETS.items()}
     simulator = PairSimulator(config)

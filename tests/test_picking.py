@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.metrics import picking
 from cryorefine.metrics.picking import (
     PickerConfig,
@@ -202,13 +202,13 @@ def test_score_map_ignores_intensity_scale_and_offset(blobs):
                                atol=1e-3)
 
 
-def test_bad_inputs_are_input_errors(blobs):
+def test_bad_inputs_are_input_errors_and_bad_settings_settings_errors(blobs):
     micrographs, coordinates = blobs
     with pytest.raises(InputError, match="one coordinate array per micrograph"):
         train_picker(micrographs[:2], coordinates[:1], SMALL)
     with pytest.raises(InputError, match=r"\(n, 2\)"):
         train_picker(micrographs[:1], [np.zeros((3, 3))], SMALL)
-    with pytest.raises(InputError, match="under one pixel"):
+    with pytest.raises(SettingsError, match="under one pixel"):
         train_picker(micrographs[:1], coordinates[:1], replace(SMALL, label_radius=1))
-    with pytest.raises(InputError, match="pretrained"):
+    with pytest.raises(SettingsError, match="pretrained"):
         train_picker(micrographs[:1], coordinates[:1], replace(SMALL, pretrained=True))

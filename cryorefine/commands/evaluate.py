@@ -44,7 +44,7 @@ import numpy as np
 
 from cryorefine.artifacts import EvaluationFolder
 from cryorefine.commands.options import action_help, add_project_dir
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
                                        PickerConfig)
 
@@ -219,7 +219,7 @@ def evaluate_particles(args: argparse.Namespace) -> None:
     from cryorefine.metrics.report import evaluate_sets
 
     if args.max_images < 4:
-        raise InputError(None, "--max-images must be at least 4 (the classifier test needs pairs to split)")
+        raise SettingsError("--max-images must be at least 4 (the classifier test needs pairs to split)")
     raw = _open(args.raw, args.project_dir)
     fake = _open(args.fake, args.project_dir)
     _check_paired(raw, fake)
@@ -293,7 +293,7 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
         name, sep, pair = value.partition("=")
         raw_path, comma, sim_path = pair.partition(",")
         if not sep or not name or not comma or name in tests:
-            raise InputError(None, f"--test {value!r}: expected NAME=RAW_STAR,SIM_STAR with a new NAME")
+            raise SettingsError(f"--test {value!r}: expected NAME=RAW_STAR,SIM_STAR with a new NAME")
         tests[name] = (Path(raw_path), Path(sim_path))
     test_images = {}
     for name, (raw_path, sim_path) in tests.items():
@@ -332,9 +332,9 @@ def _named_folders(values: list[str], option: str, what: str = "DIR") -> dict[st
     for value in values:
         name, sep, folder = value.partition("=")
         if not sep or not name or not folder:
-            raise InputError(None, f"{option} {value!r}: expected NAME={what}")
+            raise SettingsError(f"{option} {value!r}: expected NAME={what}")
         if name in named:
-            raise InputError(None, f"{option}: the name {name!r} is given twice")
+            raise SettingsError(f"{option}: the name {name!r} is given twice")
         named[name] = Path(folder)
     return named
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryorefine.commands.simulate import add_simulation_args
-from cryorefine.errors import InputError
+from cryorefine.errors import SettingsError
 from cryorefine.gan.config import GAN_MODES, NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
 from cryorefine.threads import allowed_cores
 
@@ -120,7 +120,7 @@ def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
     if args.pairs is not None:
         return PairedParticles(args.pairs, args.project_dir)
     if args.map is None:
-        raise InputError(None, "--particles needs --map (the map to simulate the pairs from)")
+        raise SettingsError("--particles needs --map (the map to simulate the pairs from)")
     return OnTheFlyPairs(SimulateConfig(
         particles=args.particles, map=args.map, box=args.box, pixel_size=args.pixel_size, device=str(device),
         bfactor=args.bfactor, half_maps=tuple(args.half_maps) if args.half_maps else None, mask=args.mask,
@@ -149,7 +149,7 @@ def main(args: argparse.Namespace) -> None:
 
     cores, limit = allowed_cores()
     if args.num_workers > cores:  # each worker is a process: thousands of them would never start
-        raise InputError(None, f"--num-workers {args.num_workers} is more than the {cores} cores this process "
+        raise SettingsError(f"--num-workers {args.num_workers} is more than the {cores} cores this process "
                          f"may use ({limit}); use at most that many loader processes")
     model_config, loss_config, train_config = _configs(args)
     distributed = Distributed.from_environment()

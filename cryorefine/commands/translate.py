@@ -15,7 +15,9 @@ Two learned methods, both conditioned on the scene's particles so they stay in p
 
 Actions:
   train  learn synthetic -> real from `cryorefine scene` output (clean micrographs + masks) and
-         one or more real micrographs (the last --holdout of each one's columns is never used)
+         one or more real micrographs (the last --holdout of each one's columns is never used);
+         writes translator.pt (checkpointed every --checkpoint-every steps), config.json and
+         log.csv; --resume continues a run, exactly as if it had not stopped
   apply  turn every micrograph of a scene folder into translated_NNN.mrc (tile-wise, without
          seams) beside copies of its coords_NNN.star and mask_NNN.mrc; with --baseline instead of
          --model: gaussian or poisson noise, coloured (Gaussian noise that gives the micrograph the
@@ -27,6 +29,7 @@ Score the outputs with `cryorefine evaluate micrographs --sets NAME=DIR ... --re
 Examples:
   cryorefine translate train --scenes scene --real real.mrc --out translator --steps 2000
   cryorefine translate train --method diffusion --scenes scene --real real.mrc --out ddpm --steps 3000
+  cryorefine translate train --scenes scene --real real.mrc --out translator --steps 4000 --resume
   cryorefine translate apply --model translator --scenes scene_heldout --out translated
   cryorefine translate apply --baseline gaussian --scenes scene_heldout --out gaussian
   cryorefine translate apply --baseline coloured --real real.mrc --scenes scene_heldout --out coloured
@@ -44,7 +47,7 @@ import numpy as np
 
 from cryorefine.artifacts import SceneDescription, SceneFolder, TranslatedFolder, TranslatorFolder
 from cryorefine.commands.options import action_help
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, DiffusionConfig, UnpairedConfig
 
@@ -90,6 +93,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        help="diffusion: noise level sampling starts from, 0..1; below 1 it starts from the physics "
                        "image (partial diffusion; default %(default)s)")
     train.add_argument("--seed", type=int, default=0, help="seed of the tiles and weights (default 0)")
+    train.add_argument("--log-every", type=int, default=UnpairedConfig.log_every,
+                       help="steps between rows of log.csv (default %(default)s)")
+    train.add_argument("--checkpoint-every", type=int, default=UnpairedConfig.checkpoint_every,
+                       help="steps between checkpoints that --resume continues from (default %(default)s)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run saved in --out (same settings; --steps may grow)")
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
                                formatter_class=argparse.RawDescriptionHelpFormatter, description=action_help(__doc__, "translate", "apply"))
@@ -132,9 +141,7 @@ def _dose_per_pixel(scene_dir: Path) -> float:
 
 
 def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
-    from cryorefine.io.atomic import StagedOutputDir
     from cryorefine.unpaired.diffusion import train_diffusion
-    from cryorefine.unpaired.store import save_translator
     from cryorefine.unpaired.train import train_translator
 
     real, _ = _real_parts(args.real, pixel_size, args.holdout)
@@ -143,22 +150,29 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         raise InputError(None, f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
                                "image (a scene micrograph or the training part of a real one)")
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
-    if args.method == "diffusion":
-        config = DiffusionConfig(model=model, steps=args.steps or DiffusionConfig.steps,
-                                 batch_size=args.batch_size or DiffusionConfig.batch_size, tile=args.tile,
-                                 condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
-                                 guidance=args.guidance, start_level=args.start_level, seed=args.seed)
-        translator, rows = train_diffusion(cleans, real, config)
-    else:
-        config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
-                                batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
-                                lambda_nce=args.lambda_nce, lambda_cycle=args.lambda_cycle,
-                                lambda_identity=args.lambda_identity, lambda_structure=args.lambda_structure,
-                                input=args.input, seed=args.seed)
-        dose = _dose_per_pixel(args.scenes) if config.input == "physics" else None
-        translator, rows = train_translator(cleans, masks, real, config, dose)
-    with StagedOutputDir(args.out) as staged:
-        save_translator(translator, staged.stage, rows)
+    new_folder = not args.out.exists()
+    try:
+        if args.method == "diffusion":
+            config = DiffusionConfig(model=model, steps=args.steps or DiffusionConfig.steps,
+                                     batch_size=args.batch_size or DiffusionConfig.batch_size, tile=args.tile,
+                                     condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
+                                     guidance=args.guidance, start_level=args.start_level,
+                                     log_every=args.log_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
+            train_diffusion(cleans, real, config, args.out, args.resume)
+        else:
+            config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
+                                    batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
+                                    lambda_nce=args.lambda_nce, lambda_cycle=args.lambda_cycle,
+                                    lambda_identity=args.lambda_identity, lambda_structure=args.lambda_structure,
+                                    input=args.input, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                                    seed=args.seed)
+            dose = _dose_per_pixel(args.scenes) if config.input == "physics" else None
+            train_translator(cleans, masks, real, config, dose, args.out, args.resume)
+    except BaseException:
+        # A run that fails before its first checkpoint leaves no half-made model folder behind.
+        if new_folder and not (args.out / TranslatorFolder.MODEL).exists():
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     log.info("%s translator trained in %s", args.method, args.out)
 
 
@@ -172,7 +186,7 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
     from cryorefine.unpaired.store import load_translator
 
     if args.baseline in ("coloured", "real-background") and args.real is None:
-        raise InputError(None, f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
+        raise SettingsError(f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
     translator = None
     if args.model is not None:
         if not (args.model / TranslatorFolder.MODEL).exists():
@@ -223,9 +237,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
     """Refuse impossible combinations before any work (each number's own range is checked when parsed)."""
     if args.action == "train":
         if args.batch_size is not None and args.batch_size < 2:
-            raise InputError(None, "--batch-size must be at least 2 (the contrastive term compares tiles)")
+            raise SettingsError("--batch-size must be at least 2 (the contrastive term compares tiles)")
     elif args.tile <= 2 * args.margin:
-        raise InputError(None, f"--tile {args.tile} must be larger than twice --margin {args.margin}")
+        raise SettingsError(f"--tile {args.tile} must be larger than twice --margin {args.margin}")
 
 
 def main(args: argparse.Namespace) -> None:

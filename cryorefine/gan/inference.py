@@ -15,7 +15,7 @@ import torch
 
 from cryorefine import noise
 from cryorefine.device import resolve_device
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.gan.checkpoint import load_generator
 from cryorefine.gan.config import NOISE_CHOICES
 
@@ -38,7 +38,7 @@ class Refiner:
 
     def __init__(self, model_dir: str | os.PathLike, kind: str = "gan", device: str | torch.device = "cpu", seed: int = 0):
         if kind not in NOISE_CHOICES:
-            raise InputError(None, f"unknown --noise {kind!r} (choose from {', '.join(NOISE_CHOICES)})")
+            raise SettingsError(f"unknown --noise {kind!r} (choose from {', '.join(NOISE_CHOICES)})")
         self.kind = kind
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.random = torch.Generator(device=self.device)

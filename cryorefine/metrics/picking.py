@@ -26,7 +26,7 @@ import torch
 from scipy.spatial import cKDTree
 from torch import nn
 
-from cryorefine.errors import CryorefineError, InputError
+from cryorefine.errors import CryorefineError, InputError, SettingsError
 from cryorefine.metrics.config import PICKING_REPEATS, PickerConfig
 from cryorefine.physics.imaging import fourier_resize
 from cryorefine.progress import Progress
@@ -111,7 +111,7 @@ def _network(config: PickerConfig) -> nn.Module:
                               "pip install --no-deps topaz-em==0.3.20") from error
     if config.pretrained:
         if config.units not in (32, 64):
-            raise InputError(None, f"topaz has pretrained ResNet8 weights for 32 or 64 units, "
+            raise SettingsError(f"topaz has pretrained ResNet8 weights for 32 or 64 units, "
                                    f"not {config.units}")
         return load_model(f"resnet8_u{config.units}")
     with torch.random.fork_rng(devices=[]):
@@ -154,7 +154,7 @@ def train_picker(micrographs: Micrographs, coordinates: Coordinates,
     config = config or PickerConfig()
     _check_pairs(micrographs, coordinates)
     if config.downsample < 1 or config.batch_size < 2 or not 0 < config.positive_fraction < 1:
-        raise InputError(None, "picker: need downsample >= 1, batch_size >= 2 and 0 < positive_fraction < 1")
+        raise SettingsError("picker: need downsample >= 1, batch_size >= 2 and 0 < positive_fraction < 1")
     model = _network(config)
     width = model.width
     padded, positives, negatives = [], [], []
@@ -162,7 +162,7 @@ def train_picker(micrographs: Micrographs, coordinates: Coordinates,
         image, grid = _prepare(micrograph, config.downsample)
         radius = config.label_radius * grid.scale
         if radius < 1:
-            raise InputError(None, f"label radius {config.label_radius} px is under one pixel after "
+            raise SettingsError(f"label radius {config.label_radius} px is under one pixel after "
                                    f"{config.downsample}x downsampling")
         mask = _label_mask(image.shape, grid.to_small(xy), radius)
         padded.append(np.pad(image, width // 2))
@@ -265,7 +265,7 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
     """
     config = config or PickerConfig()
     if repeats < 1:
-        raise InputError(None, f"picking repeats {repeats} must be at least 1")
+        raise SettingsError(f"picking repeats {repeats} must be at least 1")
     test_micrographs, test_xy = test
     _check_pairs(test_micrographs, test_xy)
     radius = particle_radius if assignment_radius is None else assignment_radius
