@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - create .venv, install (CPU torch first), run the demo on bundled data -> demo_out/report.md
-#   make test   - create .venv, install with the test, Scipion and scene extras and cryoDRGN's STAR parsers, install RELION, run the tests
+#   make test   - create .venv, install with the test, Scipion and scene extras and cryoDRGN's STAR parsers, install RELION and Xvfb, run the tests
 
 VENV ?= .venv
 PYTHON ?= python3
