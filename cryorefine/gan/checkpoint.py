@@ -1,16 +1,14 @@
-"""The saved model: MODEL_DIR/checkpoint.pt (weights, optimisers, RNG, step) + MODEL_DIR/config.json.
+"""The saved GAN: MODEL_DIR/checkpoint.pt (weights, optimisers, RNG, step) + MODEL_DIR/config.json.
 
-Both are written atomically, so a killed run keeps its previous checkpoint. Loading uses
-`torch.load(weights_only=True)` (no pickled code runs) and refuses a checkpoint whose embedded
-config disagrees with config.json or with the settings of a run that resumes it.
+The file format is the training loop's (`cryorefine.training`): both files are written atomically,
+so a killed run keeps its previous checkpoint, and loading runs no pickled code and refuses a
+checkpoint whose embedded config disagrees with config.json or with the settings of a run that
+resumes it.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +16,13 @@ import torch
 
 from cryorefine import __version__
 from cryorefine.artifacts import ModelFolder
-from cryorefine.errors import InputError, OutputError
+from cryorefine.errors import InputError
 from cryorefine.gan import config as cfg
 from cryorefine.gan.models import Generator, build_generator
-from cryorefine.io.atomic import atomic_path, write_json
 from cryorefine.normalisation import Normalisation
+from cryorefine.training import GAN_FILES, read_checkpoint, write_checkpoint
 
-FORMAT = "cryorefine-gan"
+FORMAT = cfg.MODEL_FORMAT
 CHECKPOINT_NAME, CONFIG_NAME = ModelFolder.CHECKPOINT, ModelFolder.CONFIG
 
 
@@ -75,66 +73,14 @@ class ModelSettings:
 
 
 def save_checkpoint(model_dir: str | os.PathLike, settings: ModelSettings, state: dict) -> None:
-    """Write checkpoint.pt (settings + `state`: weights, optimisers, RNG, step), then its copy config.json.
-
-    Serialised in memory first: torch's own file writer reports a full disk as a bare RuntimeError,
-    Python's as an OSError that atomic_path turns into a clear message.
-    """
-    model_dir = Path(model_dir)
-    for part, tensors in state.items():
-        if isinstance(tensors, dict) and any(torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()
-                                             for t in tensors.values()):
-            raise OutputError(model_dir / CHECKPOINT_NAME, f"the {part} has NaN or infinite values; not saved, the "
-                              "earlier checkpoint is left as it was")
-    config = settings.to_dict()
-    buffer = io.BytesIO()
-    torch.save({"config": config, **state}, buffer)
-    with atomic_path(model_dir / CHECKPOINT_NAME) as tmp:
-        tmp.write_bytes(buffer.getbuffer())
-    write_json(model_dir / CONFIG_NAME, config)
+    """Write checkpoint.pt (settings + `state`: weights, optimisers, RNG, step), then its copy config.json."""
+    write_checkpoint(model_dir, GAN_FILES, settings.to_dict(), state)
 
 
 def load_checkpoint(model_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[ModelSettings, dict]:
     """(settings, state) of a saved model; refuses missing, foreign or inconsistent files."""
-    model_dir = Path(model_dir)
-    path = model_dir / CHECKPOINT_NAME
-    if not path.is_file():
-        raise InputError(model_dir, f"no {CHECKPOINT_NAME} (expected the output folder of `cryorefine train`)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about odd pickle protocols before refusing them
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several kinds for truncated or foreign files
-        # torch's message is a paragraph; keep the line that says what was found.
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        code = next((line for line in lines if "GLOBAL" in line), None)
-        if code is not None:
-            raise InputError(path, f"refused: the file asks to run Python code ({code}); "
-                             "a foreign or tampered checkpoint, nothing in it was run") from None
-        detail = next((line for line in lines if "Unsupported" in line), lines[0].split(". ")[0] if lines else "")
-        raise InputError(path, f"unreadable checkpoint, truncated or corrupt ({type(exc).__name__}: {detail.strip()})") from None
-    if not isinstance(state, dict) or "config" not in state:
-        raise InputError(path, "not a cryorefine GAN checkpoint")
-    config = state.pop("config")
-    settings = ModelSettings.from_dict(config, path)
-    config_path = model_dir / CONFIG_NAME
-    if config_path.is_file():
-        try:
-            beside = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(config_path, f"malformed JSON ({exc})") from None
-        if _model_defining(beside) != _model_defining(json.loads(json.dumps(config))):
-            raise InputError(config_path, f"does not match the config stored in {CHECKPOINT_NAME}")
-    return settings, state
-
-
-def _model_defining(config: object) -> object:
-    """A config without the fields a resumed run may change: a run killed between writing
-    checkpoint.pt and config.json leaves them differing only there, and the model is still good."""
-    if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
-        return config
-    train = {k: v for k, v in config["train"].items() if k not in cfg.RESUMABLE_FIELDS}
-    return {**config, "train": train}
+    config, state = read_checkpoint(model_dir, GAN_FILES, (FORMAT,), map_location)
+    return ModelSettings.from_dict(config, Path(model_dir) / CHECKPOINT_NAME), state
 
 
 def check_resumable(settings: ModelSettings, model: cfg.ModelConfig, loss: cfg.LossConfig,

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 CONFIG_VERSION = 1
+MODEL_FORMAT = "cryorefine-gan"  # `format` in a saved GAN's config (see cryorefine.training)
 NOISE_PRIORS = ("coloured", "white")
 GAN_MODES = ("lsgan", "hinge")  # LossConfig.gan_mode
 # The noise baselines (cryorefine.noise) and what `apply`/`generate --noise` offer; kept here, in a

@@ -1,4 +1,5 @@
-"""The one training loop: alternating D / G updates, mixed precision, DDP, CSV log, checkpoints, plots.
+"""The GAN as a task of the training loop (`cryorefine.training`): alternating D / G updates, validation
+scores and plots; the loop owns mixed precision, the log, checkpoints and resume.
 
 It consumes any `PairSource` (pairs on disk or simulated on the fly) through a step loader whose
 workers read ahead; under DDP every rank reads its own shard of each global batch.
@@ -11,9 +12,6 @@ from its checkpoint continues exactly as if it had never stopped (bit for bit on
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import logging
 import math
 import os
@@ -24,37 +22,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from cryorefine import noise, plots, spectra
 from cryorefine.artifacts import ModelFolder
-from cryorefine.errors import CryorefineError, InputError
+from cryorefine.errors import InputError
 from cryorefine.gan import losses
-from cryorefine.gan.checkpoint import CHECKPOINT_NAME, ModelSettings, check_resumable, load_checkpoint, save_checkpoint
+from cryorefine.gan.checkpoint import FORMAT, GAN_FILES, ModelSettings, check_resumable
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.gan.data import Normalisation, PairSource, step_loader
 from cryorefine.gan.models import PatchDiscriminator, PhysicsPriorGenerator, build_generator
-from cryorefine.io.atomic import atomic_write_text
 from cryorefine.io.star import particle_keys
 from cryorefine.noise import NoiseModel
-from cryorefine.progress import Progress
+from cryorefine.training import Distributed, MixedPrecision, TrainingLoop, TrainingTask, distribute
 
 log = logging.getLogger(__name__)
 
 # Fewer training pairs than this get a warning: the model would learn these images, not the data set.
 FEW_TRAINING_PAIRS = 200
 
-LOG_NAME = ModelFolder.LOG
 LOG_COLUMNS = (
     "step", "loss_d", "loss_g", "loss_gan", "loss_l1", "loss_rpsd", "loss_histogram",
     "fixed_rpsd_l1", "fixed_rpsd_mse", "val_rpsd_l1", "val_rpsd_mse", "val_pixel_l1", "val_pixel_mse",
     "val_rpsd_l1_sim",
 )
-
-
-
-class TrainingDiverged(CryorefineError):
-    """A loss became NaN or infinite: training stops before the broken weights are saved."""
 
 
 @dataclass(frozen=True)
@@ -64,23 +54,6 @@ class Performance:
     num_workers: int = 0  # loader processes reading the stacks ahead of the training step
     compile: bool = False  # torch.compile the training modules (pays a warm-up; helps on GPU)
     channels_last: bool | None = None  # NHWC convolutions; None: on CUDA only
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a torchrun job (world_size 1 without torchrun)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def from_environment(cls) -> "Distributed":
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 def step_generator(seed: int, rank: int, step: int, device: torch.device) -> torch.Generator:
@@ -117,8 +90,15 @@ def refine(generator: torch.nn.Module, sim: torch.Tensor, batch_size: int, noise
     return torch.cat([generator(sim[i : i + batch_size], noise) for i in range(0, len(sim), batch_size)])
 
 
-class Trainer:
-    """Owns the models, optimisers, mixed precision, data order, log, checkpoints and plots of one run."""
+
+
+class Trainer(TrainingTask):
+    """The GAN's networks, optimisers, data order, validation and plots; `loop` runs them."""
+
+    model_format = FORMAT
+    files = GAN_FILES
+    log_columns = LOG_COLUMNS
+    progress_label = "train"
 
     def __init__(self, pairs: PairSource, out_dir: str | os.PathLike, model_config: ModelConfig,
                  loss_config: LossConfig, train_config: TrainConfig, device: torch.device, resume: bool = False,
@@ -135,6 +115,7 @@ class Trainer:
             raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
         self.out_dir = Path(out_dir)
+        self.model_config = model_config
         self.loss_config = loss_config
         self.config = train_config
         self.device = device
@@ -169,30 +150,24 @@ class Trainer:
             groups.append({"params": physical, "lr": train_config.lr_generator * train_config.physical_lr_factor})
         self.opt_g = torch.optim.Adam(groups, lr=train_config.lr_generator, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=train_config.lr_discriminator, betas=betas)
-        self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.step = 0
-        self._saved_step = 0  # the step of the checkpoint on disk (0: none yet)
+        self.networks = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimisers = {"generator": self.opt_g, "discriminator": self.opt_d}
+        self.last_metrics: dict[str, float] = {}
+        self.loop = TrainingLoop(self, out_dir, train_config.steps, train_config.log_every,
+                                 train_config.checkpoint_every, device, train_config.amp, distributed, resume)
 
-        checkpoint = self.out_dir / CHECKPOINT_NAME
-        if resume:
-            self._resume(model_config, loss_config, train_config)
-        elif checkpoint.exists():
-            raise InputError(self.out_dir, f"already holds a model ({CHECKPOINT_NAME}); "
-                             "pass --resume to continue it or choose another --out")
-
-        if distributed.world_size > 1:
-            ids = [device.index] if device.type == "cuda" else None
-            self.g_train = DistributedDataParallel(self.generator, device_ids=ids)
-            self.d_train = DistributedDataParallel(self.discriminator, device_ids=ids)
-        else:
-            self.g_train, self.d_train = self.generator, self.discriminator
+        self.g_train = distribute(self.generator, device, distributed)
+        self.d_train = distribute(self.discriminator, device, distributed)
         self.d_frozen = self.discriminator
         if performance.compile:
             self.g_train, self.d_train, self.d_frozen = (torch.compile(m) for m in (self.g_train, self.d_train, self.d_frozen))
         self.fixed_rows = self.val_rows[: train_config.fixed_batch_size]
         self._val_sim, self._val_raw = pairs.batch(self.val_rows, self.settings.normalisation, device)
         self._sim_rpsd_l1 = float(spectra.rpsd_distance(self._val_sim, self._val_raw)[0])
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
 
     def _same_on_all_ranks(self, normalisation: Normalisation) -> Normalisation:
         """Rank 0's normalisation everywhere, so every rank trains the same model."""
@@ -202,45 +177,15 @@ class Trainer:
         dist.broadcast(values, src=0)
         return Normalisation(*values.tolist())
 
-    def _amp_dtype(self) -> torch.dtype | None:
-        if not self.config.amp or self.device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    def description(self) -> dict:
+        return self.settings.to_dict()
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def _resume(self, model_config: ModelConfig, loss_config: LossConfig, train_config: TrainConfig) -> None:
-        settings, state = load_checkpoint(self.out_dir, map_location=self.device)
-        check_resumable(settings, model_config, loss_config, train_config, self.pairs.box, self.out_dir / CHECKPOINT_NAME)
-        self.settings = ModelSettings(model_config, loss_config, train_config, settings.normalisation, settings.box,
-                                      settings.pixel_size)
-        try:
-            self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
-            self.opt_g.load_state_dict(state["opt_generator"])
-            self.opt_d.load_state_dict(state["opt_discriminator"])
-            self.scaler.load_state_dict(state["scaler"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputError(self.out_dir / CHECKPOINT_NAME, "cannot resume: the checkpoint does not match this "
-                             f"cryorefine's model ({detail[:160]})") from None
-        torch.set_rng_state(state["rng_torch"].cpu())
-        self.step = self._saved_step = int(state["step"])
-        log.info("resuming %s at step %d", self.out_dir, self.step)
-
-    def _state(self) -> dict:
-        return {
-            "step": self.step,
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_generator": self.opt_g.state_dict(),
-            "opt_discriminator": self.opt_d.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng_torch": torch.get_rng_state(),
-        }
+    def check_resumable(self, config: dict, path: Path) -> None:
+        """Same model, losses and data; the run keeps the checkpoint's normalisation and geometry."""
+        settings = ModelSettings.from_dict(config, path)
+        check_resumable(settings, self.model_config, self.loss_config, self.config, self.pairs.box, path)
+        self.settings = ModelSettings(self.model_config, self.loss_config, self.config, settings.normalisation,
+                                      settings.box, settings.pixel_size)
 
     def loader(self) -> torch.utils.data.DataLoader:
         """(rows, images) of this rank's batches from the current step to the last, read ahead by workers."""
@@ -255,28 +200,25 @@ class Trainer:
 
     def train_step(self, sim: torch.Tensor, raw: torch.Tensor) -> dict[str, float]:
         """One discriminator then one generator update on this step's batch; returns the step's losses."""
-        sim = sim.contiguous(memory_format=self.memory_format)
-        raw = raw.contiguous(memory_format=self.memory_format)
-        noise = step_generator(self.config.seed, self.dist.rank, self.step, self.device)
+        return self.loop.take_step((sim, raw))
+
+    def update(self, batch: tuple[torch.Tensor, torch.Tensor], step: int, precision: MixedPrecision) -> dict[str, float]:
+        sim, raw = (images.contiguous(memory_format=self.memory_format) for images in batch)
+        noise = step_generator(self.config.seed, self.dist.rank, step, self.device)
         mode = self.loss_config.gan_mode
-        with self._autocast():
+        with precision.autocast():
             fake = self.g_train(sim, noise)
             # One discriminator call on real and fake together (DDP wants one forward per backward).
             scores = self.d_train(torch.cat([sim, sim]), torch.cat([raw, fake.detach()]))
             loss_d = losses.discriminator_loss(mode, scores[: len(sim)], scores[len(sim):])
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_d).backward()
-        self.scaler.step(self.opt_d)
+        precision.update(loss_d, self.opt_d)
 
         self.discriminator.requires_grad_(False)  # frozen: the generator step must not train it
-        with self._autocast():
+        with precision.autocast():
             loss_g = losses.generator_loss(self.loss_config, self.d_frozen(sim, fake), fake, raw)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g.total).backward()
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
+        precision.update(loss_g.total, self.opt_g)
+        precision.end_step()
         self.discriminator.requires_grad_(True)
-        self.step += 1
         return {"loss_d": loss_d.item(), "loss_g": loss_g.total.item(), "loss_gan": loss_g.gan.item(),
                 "loss_l1": loss_g.l1.item(), "loss_rpsd": loss_g.rpsd.item(),
                 "loss_histogram": loss_g.histogram.item()}
@@ -300,23 +242,18 @@ class Trainer:
                 "val_pixel_l1": (fake - raw).abs().mean().item(), "val_pixel_mse": ((fake - raw) ** 2).mean().item(),
                 "val_rpsd_l1_sim": self._sim_rpsd_l1}
 
-    def _start_log(self) -> Path:
-        """log.csv with a header; on resume, rows after the checkpoint's step are dropped."""
-        path = self.out_dir / LOG_NAME
-        rows: list[dict] = []
-        if self.step > 0 and path.exists():
-            with open(path, newline="") as handle:
-                rows = [r for r in csv.DictReader(handle) if int(r["step"]) <= self.step]
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(path, text.getvalue())
-        return path
+    def log_extras(self) -> dict[str, float]:
+        self.last_metrics = self.evaluate()
+        return self.last_metrics
+
+    def postfix(self, row: dict) -> dict[str, str]:
+        return {"loss_d": f"{row['loss_d']:.3f}", "rpsd": f"{row['val_rpsd_l1']:.4f}"}
 
     def save(self) -> None:
-        save_checkpoint(self.out_dir, self.settings, self._state())
-        self._saved_step = self.step
+        self.loop.save()
+
+    def on_checkpoint(self) -> None:
+        self.write_plots()
 
     def write_plots(self) -> None:
         plot_dir = self.out_dir / ModelFolder.PLOTS
@@ -330,41 +267,10 @@ class Trainer:
                           title=f"sim, model and raw: {model}, {where}")
         plots.plot_rpsd_curves(plot_dir / ModelFolder.RPSD_PLOT, {"sim": sim, "model": fake, "raw": raw},
                                title=f"RPSD: {model}, {where}")
-        plots.plot_loss_curves(plot_dir / ModelFolder.LOSSES_PLOT, self.out_dir / LOG_NAME, asdict(self.loss_config),
-                               title=f"Training: {model}")
+        plots.plot_loss_curves(plot_dir / ModelFolder.LOSSES_PLOT, self.out_dir / self.files.log,
+                               asdict(self.loss_config), title=f"Training: {model}")
 
     def run(self) -> dict[str, float]:
         """Train up to `config.steps`; returns the last evaluation (empty if nothing was left to do)."""
-        log_path = self._start_log() if self.dist.is_main else None
-        metrics: dict[str, float] = {}
-        sums: dict[str, float] = {}
-        since_log = 0
-        progress = Progress(self.config.steps, "train", initial=self.step, disable=not self.dist.is_main)
-        batches = self.batches()
-        while self.step < self.config.steps:
-            step_losses = self.train_step(*next(batches))
-            diverged = [key for key, value in step_losses.items() if not math.isfinite(value)]
-            if diverged:
-                progress.close()
-                kept = f"the checkpoint of step {self._saved_step} is kept" if self._saved_step else "no checkpoint was written"
-                raise TrainingDiverged(f"training diverged at step {self.step}: {diverged[0]} is not finite; {kept} "
-                                       "(lower the learning rates or the loss weights)")
-            for key, value in step_losses.items():
-                sums[key] = sums.get(key, 0.0) + value
-            since_log += 1
-            progress.update(1)
-            last = self.step == self.config.steps
-            if self.dist.is_main and (self.step % self.config.log_every == 0 or last):
-                metrics = self.evaluate()
-                row = {"step": self.step, **{k: v / since_log for k, v in sums.items()}, **metrics}
-                with open(log_path, "a", newline="") as handle:
-                    csv.DictWriter(handle, fieldnames=LOG_COLUMNS).writerow(row)
-                progress.set_postfix(loss_d=f"{row['loss_d']:.3f}", rpsd=f"{metrics['val_rpsd_l1']:.4f}")
-                sums, since_log = {}, 0
-            if self.dist.is_main and (self.step % self.config.checkpoint_every == 0 or last):
-                self.save()
-                self.write_plots()
-        progress.close()
-        if self.dist.world_size > 1:
-            dist.barrier()
-        return metrics
+        self.loop.run()
+        return self.last_metrics

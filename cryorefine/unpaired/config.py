@@ -1,16 +1,24 @@
-"""The translators' settings and names: torch-free, so the command line and the adapters read the defaults without loading torch."""
+"""The translators' settings, names and saved description: torch-free, so the command line and the adapters
+read the defaults without loading torch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from cryorefine.gan.config import ModelConfig
+from cryorefine import __version__
+from cryorefine.errors import InputError
+from cryorefine.gan.config import RESUMABLE_FIELDS, ModelConfig
+from cryorefine.normalisation import Normalisation
 
 # What `translate train --method` builds, what `apply --baseline` offers and what a model may be fed.
 METHODS = ("contrastive", "diffusion")
 NOISE_BASELINES = ("gaussian", "poisson")
 BASELINES = (*NOISE_BASELINES, "coloured", "real-background")
 INPUTS = ("physics", "clean")
+# The saved-model kind of each method (`format` in its config; see cryorefine.training).
+FORMATS = {"contrastive": "cryorefine-contrastive", "diffusion": "cryorefine-diffusion"}
+CONFIG_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class UnpairedConfig:
     # Coloured-baseline copies of each training micrograph (physics input), each with fresh noise.
     physics_copies: int = 4
     log_every: int = 50
+    checkpoint_every: int = 200  # steps between the checkpoints that --resume continues from
     seed: int = 0
 
 
@@ -69,4 +78,27 @@ class DiffusionConfig:
     # Exponential moving average of the weights used for sampling (standard for DDPMs).
     ema_decay: float = 0.995
     log_every: int = 50
+    checkpoint_every: int = 200
     seed: int = 0
+
+
+def translator_description(method: str, settings: UnpairedConfig | DiffusionConfig, synthetic: Normalisation,
+                           real: Normalisation, noise_power: tuple[float, ...] | None, **extra) -> dict:
+    """A translator's saved config: its kind, its settings, both domains' standardisations and the
+    measured real spectrum (+ the method's own values in `extra`)."""
+    return {"format": FORMATS[method], "config_version": CONFIG_VERSION, "cryorefine_version": __version__,
+            "method": method, "settings": asdict(settings), "synthetic": asdict(synthetic), "real": asdict(real),
+            "noise_power": None if noise_power is None else list(noise_power), **extra}
+
+
+def check_resumable(saved: dict, wanted: dict, path: Path) -> None:
+    """Refuse to resume a translator whose settings or training micrographs differ from `wanted`'s
+    (both `translator_description`s); the loop's own settings (steps, log and checkpoint intervals) may change."""
+    old, new = saved.get("settings", {}), wanted["settings"]
+    changed = [k for k in new if k not in RESUMABLE_FIELDS and old.get(k) != new[k]]
+    if changed:
+        raise InputError(path, "training settings differ from the checkpoint's: "
+                         + ", ".join(f"{k} {old.get(k)} -> {new[k]}" for k in changed))
+    if any(saved.get(domain) != wanted[domain] for domain in ("synthetic", "real")):
+        raise InputError(path, "the training micrographs differ from the checkpoint's (their standardisation "
+                         "changed): resume with the same --scenes and --real")

@@ -28,8 +28,11 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,9 +42,9 @@ from torch import nn
 from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
-from cryorefine.progress import Progress
-from cryorefine.unpaired.config import DiffusionConfig
 from cryorefine.normalisation import Normalisation
+from cryorefine.training import TRANSLATOR_FILES, MixedPrecision, TrainingLoop, TrainingTask
+from cryorefine.unpaired.config import FORMATS, DiffusionConfig, check_resumable, translator_description
 from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.methods import MicrographNoise
 
@@ -134,9 +137,17 @@ class DiffusionTranslator:
     config: DiffusionConfig
     noise: MicrographNoise | None = None
 
+    NETWORK = "averaged_denoiser"  # the saved state entry that holds `denoiser`
+
     @property
     def needs_physics(self) -> bool:
         return self.config.start_level < 1
+
+    def description(self) -> dict:
+        condition = {"structure_scale": self.structure_scale, "noise_std": self.noise_std,
+                     "condition_std": self.condition_std}
+        return translator_description("diffusion", self.config, self.synthetic, self.real,
+                                      None if self.noise is None else self.noise.power, condition=condition)
 
     def translate(self, image: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None,
                   physics: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,44 +211,90 @@ def condition_statistics(synthetic: list[np.ndarray], real: list[np.ndarray], si
     return {"structure_scale": scale, "noise_std": noise_std, "condition_std": math.sqrt(real_variance)}
 
 
-def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig
-                    ) -> tuple[DiffusionTranslator, list[dict]]:
-    """Train ε_θ on random real tiles; the synthetic micrographs only set the condition's scale."""
-    synthetic_scale, real_scale = domain_normalisation(synthetic), domain_normalisation(real)
-    a_images = [synthetic_scale.forward(i) for i in synthetic]
-    b_images = [real_scale.forward(i) for i in real]
-    statistics = condition_statistics(a_images, b_images, config.condition_sigma)
-    real_std = statistics["condition_std"]
-    torch.manual_seed(config.seed)
-    denoiser = Denoiser(config.model, config.timesteps)
-    averaged = copy.deepcopy(denoiser).requires_grad_(False)
-    optimiser = torch.optim.Adam(denoiser.parameters(), lr=config.learning_rate)
-    alpha_bar = cosine_alpha_bar(config.timesteps)
-    rng = np.random.default_rng(config.seed)
-    noise = torch.Generator().manual_seed(config.seed)
-    rows, started, running = [], time.time(), []
-    progress = Progress(config.steps, "translate train (diffusion)")
-    for step in range(1, config.steps + 1):
-        x0, _ = random_tiles(b_images, config.tile, config.batch_size, rng)
-        condition = gaussian_low_pass(x0, config.condition_sigma) / real_std
-        t = torch.randint(1, config.timesteps + 1, (x0.shape[0],), generator=noise)
-        a = alpha_bar[t].view(-1, 1, 1, 1)
-        eps = torch.randn(x0.shape, generator=noise)
-        loss = F.mse_loss(denoiser(a.sqrt() * x0 + (1 - a).sqrt() * eps, condition, t), eps)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+class DiffusionTask(TrainingTask):
+    """ε_θ on random real tiles, with an exponential moving average of its weights for sampling.
+
+    Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every time
+    step and noise map; both are saved with the checkpoint.
+    """
+
+    model_format = FORMATS["diffusion"]
+    files = TRANSLATOR_FILES
+    log_columns = ("step", "denoising_mse", "seconds")
+    progress_label = "translate train (diffusion)"
+
+    def __init__(self, synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig):
+        self.config = config
+        self.synthetic_scale, self.real_scale = domain_normalisation(synthetic), domain_normalisation(real)
+        a_images = [self.synthetic_scale.forward(i) for i in synthetic]
+        self.b_images = [self.real_scale.forward(i) for i in real]
+        self.statistics = condition_statistics(a_images, self.b_images, config.condition_sigma)
+        self.real_noise = MicrographNoise.fit(real)
+        torch.manual_seed(config.seed)
+        self.denoiser = Denoiser(config.model, config.timesteps)
+        self.averaged = copy.deepcopy(self.denoiser).requires_grad_(False)
+        self.optimiser = torch.optim.Adam(self.denoiser.parameters(), lr=config.learning_rate)
+        self.alpha_bar = cosine_alpha_bar(config.timesteps)
+        self.tiles = np.random.default_rng(config.seed)
+        self.noise = torch.Generator().manual_seed(config.seed)
+        self.networks = {"denoiser": self.denoiser, DiffusionTranslator.NETWORK: self.averaged}
+        self.optimisers = {"denoiser": self.optimiser}
+        self.started = time.time()
+
+    def translator(self) -> DiffusionTranslator:
+        return DiffusionTranslator(self.averaged, self.synthetic_scale, self.real_scale, config=self.config,
+                                   noise=self.real_noise, **self.statistics)
+
+    def description(self) -> dict:
+        return self.translator().description()
+
+    def check_resumable(self, config: dict, path: Path) -> None:
+        check_resumable(config, self.description(), path)
+
+    def extra_state(self) -> dict:
+        return {"rng_tiles": self.tiles.bit_generator.state, "rng_noise": self.noise.get_state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.tiles.bit_generator.state = state["rng_tiles"]
+        self.noise.set_state(state["rng_noise"])
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        self.started = time.time()
+        while True:
+            yield random_tiles(self.b_images, self.config.tile, self.config.batch_size, self.tiles)[0]
+
+    def update(self, x0: torch.Tensor, step: int, precision: MixedPrecision) -> dict[str, float]:
+        """One denoising step on noised real tiles given their own low-pass, then the average follows."""
+        config = self.config
+        condition = gaussian_low_pass(x0, config.condition_sigma) / self.statistics["condition_std"]
+        t = torch.randint(1, config.timesteps + 1, (x0.shape[0],), generator=self.noise)
+        a = self.alpha_bar[t].view(-1, 1, 1, 1)
+        eps = torch.randn(x0.shape, generator=self.noise)
+        with precision.autocast():
+            loss = F.mse_loss(self.denoiser(a.sqrt() * x0 + (1 - a).sqrt() * eps, condition, t), eps)
+        precision.update(loss, self.optimiser)
+        precision.end_step()
         with torch.no_grad():
-            for kept, current in zip(averaged.parameters(), denoiser.parameters()):
+            for kept, current in zip(self.averaged.parameters(), self.denoiser.parameters()):
                 kept.lerp_(current, 1 - config.ema_decay)
-        running.append(loss.item())
-        if step % config.log_every == 0 or step == config.steps:
-            rows.append({"step": step, "denoising_mse": float(np.mean(running)),
-                         "seconds": round(time.time() - started, 1)})
-            running = []
-            progress.set_postfix(denoising_mse=f"{rows[-1]['denoising_mse']:.4f}")
-        progress.update()
-    progress.close()
-    translator = DiffusionTranslator(averaged.eval(), synthetic_scale, real_scale, config=config,
-                                     noise=MicrographNoise.fit(real), **statistics)
+        return {"denoising_mse": loss.item()}
+
+    def log_extras(self) -> dict[str, float]:
+        return {"seconds": round(time.time() - self.started, 1)}
+
+    def postfix(self, row: dict) -> dict[str, str]:
+        return {"denoising_mse": f"{row['denoising_mse']:.4f}"}
+
+
+def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig,
+                    out_dir: str | os.PathLike | None = None, resume: bool = False
+                    ) -> tuple[DiffusionTranslator, list[dict]]:
+    """Train ε_θ on random real tiles; the synthetic micrographs only set the condition's scale.
+
+    With `out_dir` the model, its log and checkpoints are written there (`resume`: continue the run saved there).
+    """
+    task = DiffusionTask(synthetic, real, config)
+    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, resume=resume).run()
+    translator = task.translator()
+    translator.denoiser.eval()
     return translator, rows

@@ -1,23 +1,22 @@
-"""One model file for either translator: `translator.pt` records its method, settings and weights.
+"""A translator's model file, `translator.pt`, in the training loop's saved-model format (`cryorefine.training`).
 
-Loaded with `weights_only=True` (no pickled code runs), like the paired GAN's checkpoints.
+Written by `translate train` as checkpoints (with optimisers and RNG streams, so a run resumes) or
+by `save_translator` from a translator in memory (weights only); either loads here, with its kind
+checked. Files of the earlier translator-only format (no `format` in their config) still load.
 """
 
 from __future__ import annotations
 
 import csv
-import pickle
-from dataclasses import asdict
 from pathlib import Path
-
-import torch
 
 from cryorefine.artifacts import TranslatorFolder
 from cryorefine.errors import InputError
 from cryorefine.gan.config import ModelConfig
-from cryorefine.io.atomic import atomic_path, write_json
+from cryorefine.io.atomic import atomic_path
 from cryorefine.normalisation import Normalisation
-from cryorefine.unpaired.config import DiffusionConfig, UnpairedConfig
+from cryorefine.training import TRANSLATOR_FILES, check_checkpoint, load_checkpoint_file, write_checkpoint
+from cryorefine.unpaired.config import CONFIG_VERSION, FORMATS, DiffusionConfig, UnpairedConfig
 from cryorefine.unpaired.diffusion import Denoiser, DiffusionTranslator
 from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator
@@ -28,20 +27,10 @@ AnyTranslator = Translator | DiffusionTranslator
 
 
 def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) -> None:
-    """translator.pt, config.json and log.csv (the loss rows), each written atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    state = {"config": asdict(translator.config), "synthetic": asdict(translator.synthetic),
-             "real": asdict(translator.real),
-             "noise_power": list(translator.noise.power) if translator.noise is not None else None}
-    if isinstance(translator, DiffusionTranslator):
-        state.update(method="diffusion", network=translator.denoiser.state_dict(),
-                     condition={"structure_scale": translator.structure_scale, "noise_std": translator.noise_std,
-                                "condition_std": translator.condition_std})
-    else:
-        state.update(method="contrastive", network=translator.generator.state_dict())
-    with atomic_path(out_dir / TranslatorFolder.MODEL) as tmp:
-        torch.save(state, tmp)
-    write_json(out_dir / TranslatorFolder.CONFIG, {"method": state["method"], **state["config"]})
+    """translator.pt (the translating network only: not resumable), config.json and log.csv (the loss rows),
+    each written atomically."""
+    network = translator.denoiser if isinstance(translator, DiffusionTranslator) else translator.generator
+    write_checkpoint(out_dir, TRANSLATOR_FILES, translator.description(), {translator.NETWORK: network.state_dict()})
     with atomic_path(out_dir / TranslatorFolder.LOG) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["step"])
         writer.writeheader()
@@ -49,28 +38,46 @@ def save_translator(translator: AnyTranslator, out_dir: Path, rows: list[dict]) 
 
 
 def load_translator(path: Path) -> AnyTranslator:
+    """The translator saved in `path`; a foreign, damaged or GAN file is one InputError naming it."""
+    stored = load_checkpoint_file(path, TRANSLATOR_FILES)
+    if "format" not in stored["config"] and "method" in stored:
+        config, state = _from_first_format(stored)
+    else:
+        config, state = check_checkpoint(stored, path, TRANSLATOR_FILES, FORMATS.values())
+        if config.get("config_version") != CONFIG_VERSION:
+            raise InputError(path, f"translator config version {config.get('config_version')} is not supported "
+                             f"(this cryorefine reads version {CONFIG_VERSION})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return _translator_from_state(state)
-    except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+        return _translator(config, state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(path, f"not a translator model of this cryorefine version ({type(exc).__name__}: {exc}); "
                                "train it again") from None
 
 
-def _translator_from_state(state: dict) -> AnyTranslator:
-    values = dict(state["config"])
-    model = ModelConfig(**values.pop("model"))
-    synthetic, real = Normalisation(**state["synthetic"]), Normalisation(**state["real"])
+def _from_first_format(stored: dict) -> tuple[dict, dict]:
+    """(config, state) of a translator.pt written before the shared format: settings, domains and
+    `network` side by side, no format."""
+    settings = dict(stored["config"])
+    if stored["method"] == "contrastive":
+        settings.setdefault("input", "clean")  # saved before the physics input existed: trained on the clean micrograph
+    network = DiffusionTranslator.NETWORK if stored["method"] == "diffusion" else Translator.NETWORK
+    config = {"method": stored["method"], "settings": settings, "synthetic": stored["synthetic"],
+              "real": stored["real"], "noise_power": stored.get("noise_power"), "condition": stored.get("condition")}
+    return config, {network: stored["network"]}
+
+
+def _translator(config: dict, state: dict) -> AnyTranslator:
+    settings = dict(config["settings"])
+    model = ModelConfig(**settings.pop("model"))
+    synthetic, real = Normalisation(**config["synthetic"]), Normalisation(**config["real"])
     # Models saved before the coloured baseline existed have no measured real spectrum.
-    power = state.get("noise_power")
+    power = config.get("noise_power")
     noise = MicrographNoise(tuple(power)) if power else None
-    if state["method"] == "diffusion":
-        config = DiffusionConfig(model=model, **values)
-        denoiser = Denoiser(model, config.timesteps)
-        denoiser.load_state_dict(state["network"])
-        return DiffusionTranslator(denoiser.eval(), synthetic, real, config=config, noise=noise, **state["condition"])
+    if config["method"] == "diffusion":
+        diffusion = DiffusionConfig(model=model, **settings)
+        denoiser = Denoiser(model, diffusion.timesteps)
+        denoiser.load_state_dict(state[DiffusionTranslator.NETWORK])
+        return DiffusionTranslator(denoiser.eval(), synthetic, real, config=diffusion, noise=noise, **config["condition"])
     generator = MaskConditionedGenerator(model)
-    generator.load_state_dict(state["network"])
-    # Models saved before the physics input existed were trained on the clean micrograph.
-    values.setdefault("input", "clean")
-    return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **values), noise)
+    generator.load_state_dict(state[Translator.NETWORK])
+    return Translator(generator.eval(), synthetic, real, UnpairedConfig(model=model, **settings), noise)

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,9 +33,9 @@ import torch
 from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss, histogram_w1, rpsd_l1
 from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
-from cryorefine.progress import Progress
-from cryorefine.unpaired.config import INPUTS, UnpairedConfig
 from cryorefine.normalisation import Normalisation
+from cryorefine.training import TRANSLATOR_FILES, MixedPrecision, TrainingLoop, TrainingTask
+from cryorefine.unpaired.config import FORMATS, INPUTS, UnpairedConfig, check_resumable, translator_description
 from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
@@ -52,6 +55,8 @@ class Translator:
     config: UnpairedConfig
     noise: MicrographNoise | None = None
 
+    NETWORK = "generator"  # the saved state entry that holds `generator`
+
     @property
     def needs_physics(self) -> bool:
         return self.config.input == "physics"
@@ -60,6 +65,10 @@ class Translator:
                   physics: torch.Tensor | None = None) -> torch.Tensor:
         """Standardised synthetic tiles (B, 1, H, W) + masks (+ standardised physics tiles) -> real-looking tiles."""
         return self.generator(physics if self.needs_physics else image, mask, generator)
+
+    def description(self) -> dict:
+        return translator_description("contrastive", self.config, self.synthetic, self.real,
+                                      None if self.noise is None else self.noise.power)
 
 
 def _networks(config: UnpairedConfig):
@@ -80,75 +89,134 @@ def physics_images(cleans: list[np.ndarray], noise: MicrographNoise, dose_per_pi
             for copy in range(copies) for index, clean in enumerate(cleans)]
 
 
-def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
-                     config: UnpairedConfig, dose_per_pixel: float | None = None) -> tuple[Translator, list[dict]]:
-    """Train on standardised random tiles; returns the translator and the loss log rows.
+class ContrastiveTask(TrainingTask):
+    """Both generators, both PatchGANs and the PatchNCE projector on standardised random tiles.
 
-    `dose_per_pixel` (the scenes' counts scale) is needed for the physics input.
+    Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every noise map
+    and PatchNCE sample; both are saved with the checkpoint.
     """
-    if config.input not in INPUTS:
-        raise ValueError(f"input {config.input!r} is not one of {INPUTS}")
-    synthetic_scale, real_scale = domain_normalisation(synthetic), domain_normalisation(real)
-    real_noise = MicrographNoise.fit(real)
-    if config.input == "physics":
-        if not dose_per_pixel:
-            raise ValueError("the physics input needs the scenes' dose per pixel")
-        a_images = physics_images(synthetic, real_noise, dose_per_pixel, config.seed, config.physics_copies)
-        masks = masks * config.physics_copies
-    else:
-        a_images = [synthetic_scale.forward(i) for i in synthetic]
-    b_images = [real_scale.forward(i) for i in real]
-    rng = np.random.default_rng(config.seed)
-    noise = torch.Generator().manual_seed(config.seed)
-    g_ab, g_ba, d_a, d_b, projector = _networks(config)
-    betas = (config.beta1, 0.999)
-    optimise_g = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters(), projector.parameters()),
-                                  lr=config.learning_rate, betas=betas)
-    optimise_d = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), lr=config.learning_rate,
-                                  betas=betas)
-    rows, started = [], time.time()
-    progress = Progress(config.steps, "translate train (contrastive)")
-    for step in range(1, config.steps + 1):
-        a, mask = random_tiles(a_images, config.tile, config.batch_size, rng, masks)
-        b, _ = random_tiles(b_images, config.tile, config.batch_size, rng)
+
+    model_format = FORMATS["contrastive"]
+    files = TRANSLATOR_FILES
+    log_columns = ("step", "adversarial", "cycle", "identity", "nce", "rpsd", "histogram", "structure",
+                   "discriminator", "seconds")
+    progress_label = "translate train (contrastive)"
+
+    def __init__(self, synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
+                 config: UnpairedConfig, dose_per_pixel: float | None = None):
+        if config.input not in INPUTS:
+            raise ValueError(f"input {config.input!r} is not one of {INPUTS}")
+        self.config = config
+        self.synthetic_scale, self.real_scale = domain_normalisation(synthetic), domain_normalisation(real)
+        self.real_noise = MicrographNoise.fit(real)
+        if config.input == "physics":
+            if not dose_per_pixel:
+                raise ValueError("the physics input needs the scenes' dose per pixel")
+            self.a_images = physics_images(synthetic, self.real_noise, dose_per_pixel, config.seed, config.physics_copies)
+            self.masks = masks * config.physics_copies
+        else:
+            self.a_images = [self.synthetic_scale.forward(i) for i in synthetic]
+            self.masks = masks
+        self.b_images = [self.real_scale.forward(i) for i in real]
+        self.tiles = np.random.default_rng(config.seed)
+        self.noise = torch.Generator().manual_seed(config.seed)
+        self.g_ab, self.g_ba, self.d_a, self.d_b, self.projector = _networks(config)
+        betas = (config.beta1, 0.999)
+        self.optimise_g = torch.optim.Adam(itertools.chain(self.g_ab.parameters(), self.g_ba.parameters(),
+                                                           self.projector.parameters()),
+                                           lr=config.learning_rate, betas=betas)
+        self.optimise_d = torch.optim.Adam(itertools.chain(self.d_a.parameters(), self.d_b.parameters()),
+                                           lr=config.learning_rate, betas=betas)
+        self.networks = {"generator": self.g_ab, "generator_ba": self.g_ba, "discriminator_a": self.d_a,
+                         "discriminator_b": self.d_b, "projector": self.projector}
+        self.optimisers = {"generator": self.optimise_g, "discriminator": self.optimise_d}
+        self.started = time.time()
+
+    def translator(self) -> Translator:
+        return Translator(self.g_ab, self.synthetic_scale, self.real_scale, self.config, self.real_noise)
+
+    def description(self) -> dict:
+        return self.translator().description()
+
+    def check_resumable(self, config: dict, path: Path) -> None:
+        check_resumable(config, self.description(), path)
+
+    def extra_state(self) -> dict:
+        return {"rng_tiles": self.tiles.bit_generator.state, "rng_noise": self.noise.get_state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.tiles.bit_generator.state = state["rng_tiles"]
+        self.noise.set_state(state["rng_noise"])
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        self.started = time.time()
+        config = self.config
+        while True:
+            a, mask = random_tiles(self.a_images, config.tile, config.batch_size, self.tiles, self.masks)
+            b, _ = random_tiles(self.b_images, config.tile, config.batch_size, self.tiles)
+            yield a, mask, b
+
+    def update(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], step: int,
+               precision: MixedPrecision) -> dict[str, float]:
+        """The generators' step on the objective of the module docstring, then the discriminators'."""
+        a, mask, b = batch
+        config, noise = self.config, self.noise
+        g_ab, g_ba, d_a, d_b = self.g_ab, self.g_ba, self.d_a, self.d_b
         no_mask = torch.zeros_like(b)
+        with precision.autocast():
+            fake_b = g_ab(a, mask, noise)
+            fake_a = g_ba(b, noise)
+            adversarial = (generator_adversarial_loss("lsgan", d_b(fake_b))
+                           + generator_adversarial_loss("lsgan", d_a(fake_a)))
+            zero = torch.zeros(())
+            cycle = ((g_ba(fake_b, noise) - a).abs().mean() + (g_ab(fake_a, no_mask, noise) - b).abs().mean()
+                     if config.lambda_cycle else zero)
+            identity = ((g_ab(b, no_mask, noise) - b).abs().mean() + (g_ba(a, noise) - a).abs().mean()
+                        if config.lambda_identity else zero)
+            nce = patch_nce(g_ab.encode(a, mask), g_ab.encode(fake_b, mask), self.projector, mask, config.nce_patches,
+                            noise)
+            spectrum = rpsd_l1(fake_b, b)
+            histogram = histogram_w1(fake_b, b)
+            structure = structure_loss(fake_b, a, mask) if config.lambda_structure else zero
+            total = (adversarial + config.lambda_cycle * cycle + config.lambda_identity * identity
+                     + config.lambda_nce * nce + config.lambda_rpsd * spectrum + config.lambda_histogram * histogram
+                     + config.lambda_structure * structure)
+        precision.update(total, self.optimise_g)
 
-        fake_b = g_ab(a, mask, noise)
-        fake_a = g_ba(b, noise)
-        adversarial = generator_adversarial_loss("lsgan", d_b(fake_b)) + generator_adversarial_loss("lsgan", d_a(fake_a))
-        zero = torch.zeros(())
-        cycle = ((g_ba(fake_b, noise) - a).abs().mean() + (g_ab(fake_a, no_mask, noise) - b).abs().mean()
-                 if config.lambda_cycle else zero)
-        identity = ((g_ab(b, no_mask, noise) - b).abs().mean() + (g_ba(a, noise) - a).abs().mean()
-                    if config.lambda_identity else zero)
-        nce = patch_nce(g_ab.encode(a, mask), g_ab.encode(fake_b, mask), projector, mask, config.nce_patches, noise)
-        spectrum = rpsd_l1(fake_b, b)
-        histogram = histogram_w1(fake_b, b)
-        structure = structure_loss(fake_b, a, mask) if config.lambda_structure else zero
-        total = (adversarial + config.lambda_cycle * cycle + config.lambda_identity * identity + config.lambda_nce * nce
-                 + config.lambda_rpsd * spectrum + config.lambda_histogram * histogram
-                 + config.lambda_structure * structure)
-        optimise_g.zero_grad()
-        total.backward()
-        optimise_g.step()
+        with precision.autocast():
+            d_loss = (discriminator_loss("lsgan", d_b(b), d_b(fake_b.detach()))
+                      + discriminator_loss("lsgan", d_a(a), d_a(fake_a.detach())))
+        precision.update(d_loss, self.optimise_d)
+        precision.end_step()
+        return {"adversarial": adversarial.item(), "cycle": cycle.item(), "identity": identity.item(),
+                "nce": nce.item(), "rpsd": spectrum.item(), "histogram": histogram.item(),
+                "structure": structure.item(), "discriminator": d_loss.item()}
 
-        d_loss = (discriminator_loss("lsgan", d_b(b), d_b(fake_b.detach()))
-                  + discriminator_loss("lsgan", d_a(a), d_a(fake_a.detach())))
-        optimise_d.zero_grad()
-        d_loss.backward()
-        optimise_d.step()
+    def summarise(self, steps: list[dict[str, float]]) -> dict[str, float]:
+        """The logged step's own losses (this translator's log has always shown them unaveraged)."""
+        return dict(steps[-1])
 
-        if step % config.log_every == 0 or step == config.steps:
-            row = {"step": step, "adversarial": adversarial.item(), "cycle": cycle.item(), "identity": identity.item(),
-                   "nce": nce.item(), "rpsd": spectrum.item(), "histogram": histogram.item(), "structure": structure.item(),
-                   "discriminator": d_loss.item(), "seconds": round(time.time() - started, 1)}
-            rows.append(row)
-            log.debug("step %d: %s", step, ", ".join(f"{k} {v:.3g}" for k, v in row.items() if k != "step"))
-            progress.set_postfix(adversarial=f"{row['adversarial']:.3g}", rpsd=f"{row['rpsd']:.3g}",
-                                 structure=f"{row['structure']:.3g}")
-        progress.update()
-    progress.close()
-    return Translator(g_ab.eval(), synthetic_scale, real_scale, config, real_noise), rows
+    def log_extras(self) -> dict[str, float]:
+        return {"seconds": round(time.time() - self.started, 1)}
+
+    def postfix(self, row: dict) -> dict[str, str]:
+        return {"adversarial": f"{row['adversarial']:.3g}", "rpsd": f"{row['rpsd']:.3g}",
+                "structure": f"{row['structure']:.3g}"}
+
+
+def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
+                     config: UnpairedConfig, dose_per_pixel: float | None = None,
+                     out_dir: str | os.PathLike | None = None, resume: bool = False) -> tuple[Translator, list[dict]]:
+    """Train on standardised random tiles; returns the translator and this run's log rows.
+
+    `dose_per_pixel` (the scenes' counts scale) is needed for the physics input. With `out_dir`
+    the model, its log and checkpoints are written there (`resume`: continue the run saved there).
+    """
+    task = ContrastiveTask(synthetic, masks, real, config, dose_per_pixel)
+    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, resume=resume).run()
+    translator = task.translator()
+    translator.generator.eval()
+    return translator, rows
 
 
 def structure_loss(output: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
