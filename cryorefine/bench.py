@@ -26,6 +26,7 @@ import torch
 
 from torch.utils.flop_counter import FlopCounterMode
 
+from cryorefine.artifacts import PairsFolder, ParticlesFolder
 from cryorefine.errors import CryorefineError
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
 from cryorefine.io.mrc import StackWriter, write_map
@@ -117,17 +118,17 @@ def synthetic_particles(folder: Path, n: int, box: int, pixel_size: float = 1.5,
     volume = blob_map(box, rng, n_blobs=20, widths_px=(box / 30, box / 12), amplitudes=None)
     folder.mkdir(parents=True, exist_ok=True)
     write_map(folder / "map.mrc", volume, pixel_size)
-    particles = random_particles(n, rng, stack_reference(folder / "particles.mrcs"))
-    write_particle_star(folder / "particles.star", optics_table(box, pixel_size), particles)
-    params = particle_parameters(read_particle_star(folder / "particles.star"))
+    particles = random_particles(n, rng, stack_reference(folder / ParticlesFolder.PARTICLES_STACK))
+    write_particle_star(folder / ParticlesFolder.PARTICLES_STAR, optics_table(box, pixel_size), particles)
+    params = particle_parameters(read_particle_star(folder / ParticlesFolder.PARTICLES_STAR))
     model = ForwardModel(volume, pixel_size)
     gain = None
-    with StackWriter(folder / "particles.mrcs", n, box, pixel_size) as writer:
+    with StackWriter(folder / ParticlesFolder.PARTICLES_STACK, n, box, pixel_size) as writer:
         for start in range(0, n, _CHUNK):
             clean = model.simulate(params.subset(slice(start, start + _CHUNK))).numpy()
             gain = gain or float(np.sqrt(snr) / clean.std())
             writer.write(start, (gain * clean + rng.normal(size=clean.shape)).astype(np.float32))
-    return folder / "particles.star", folder / "map.mrc"
+    return folder / ParticlesFolder.PARTICLES_STAR, folder / "map.mrc"
 
 
 def _peak_rss_mb() -> float:
@@ -212,8 +213,8 @@ def bench_simulate(n: int = 1000, box: int = 128, device: str = "cpu", batch_siz
                                           batch_size=batch_size))
 
         def relion_project() -> None:
-            subprocess.run(["relion_project", "--i", "map.mrc", "--ang", "particles.star", "--o", "relion", "--ctf",
-                            "--angpix", "1.5"], cwd=folder, check=True, capture_output=True)
+            subprocess.run(["relion_project", "--i", "map.mrc", "--ang", ParticlesFolder.PARTICLES_STAR,
+                            "--o", "relion", "--ctf", "--angpix", "1.5"], cwd=folder, check=True, capture_output=True)
 
         contenders = {"forward": forward, "pipeline": pipeline}
         if relion and shutil.which("relion_project") is not None:
@@ -346,8 +347,9 @@ def bench_apply(n: int = 2000, box: int = 64, batch_size: int = 64, device: str 
         source.close()
         simulate_pairs(SimulateConfig(particles=star_path, map=map_path, out=folder / "pairs", device=str(torch_device)))
         args = cli.build_parser().parse_args(["apply", "--model", str(folder / "model"), "--particles",
-                                              str(folder / "pairs" / "sim.star"), "--out", str(folder / "applied"),
-                                              "--batch-size", str(batch_size), "--device", str(torch_device)])
+                                              str(folder / "pairs" / PairsFolder.SIM_STAR),
+                                              "--out", str(folder / "applied"), "--batch-size", str(batch_size),
+                                              "--device", str(torch_device)])
         started = time.perf_counter()
         args.run(args)
         _sync(torch_device)
@@ -391,7 +393,8 @@ def bench_memory(sizes: tuple[int, ...] = (1000, 10000, 100000), box: int = 32, 
             results.append(MemoryBench(particles=n, box=box, steps=steps, batch_size=batch_size,
                                        num_workers=num_workers, peak_rss_mb=round(peak_mb, 1),
                                        seconds=round(seconds, 1),
-                                       stack_mb=round((folder / "particles.mrcs").stat().st_size / 2**20, 1)))
+                                       stack_mb=round((folder / ParticlesFolder.PARTICLES_STACK).stat().st_size
+                                                      / 2**20, 1)))
     return results
 
 

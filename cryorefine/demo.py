@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
+from cryorefine.artifacts import EvaluationFolder, PairsFolder, ParticlesFolder
 from cryorefine.demo_settings import DATA_KINDS, DemoConfig, RealismEffects
 from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
@@ -103,16 +104,16 @@ def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "r
     rng = np.random.default_rng(seed)
     volume, pixel = read_map(TRPV1 / "consensus_map.mrc")
     box = volume.shape[-1]
-    real_optics = read_particle_star(TRPV1 / "particles.star").optics
+    real_optics = read_particle_star(TRPV1 / ParticlesFolder.PARTICLES_STAR).optics
     optics = real_optics.copy()
     optics["rlnOpticsGroup"], optics["rlnOpticsGroupName"] = 1, "opticsGroup1"
-    particles = random_particles(n, rng, stack_reference(folder / "particles.mrcs"), defocus=(10000.0, 25000.0),
-                                 astigmatism=600.0, origin_angstrom=4.0)
+    particles = random_particles(n, rng, stack_reference(folder / ParticlesFolder.PARTICLES_STACK),
+                                 defocus=(10000.0, 25000.0), astigmatism=600.0, origin_angstrom=4.0)
     particles["rlnCtfBfactor"] = np.zeros(n)
     particles["rlnRandomSubset"] = 1 + np.arange(n) % 2
     folder.mkdir(parents=True, exist_ok=True)
-    write_particle_star(folder / "particles.star", optics, particles)
-    params = particle_parameters(read_particle_star(folder / "particles.star"))
+    write_particle_star(folder / ParticlesFolder.PARTICLES_STAR, optics, particles)
+    params = particle_parameters(read_particle_star(folder / ParticlesFolder.PARTICLES_STAR))
     noise = []
     for count, rows in ((n - test, (0.0, TRAIN_NOISE_ROWS)), (test, (TRAIN_NOISE_ROWS, 1.0))):
         patches = noise_patches(box, box // 2, rows)
@@ -138,10 +139,10 @@ def build_experiment(folder: Path, n: int, snr: float, seed: int, data: str = "r
                       "bfactor_range": [float(true.bfactor.min()), float(true.bfactor.max())],
                       "noise_std_range": [float(np.sqrt(thickness).min()), float(np.sqrt(thickness).max())],
                       "contrast_range": [float(contrast.min()), float(contrast.max())]})
-    with StackWriter(folder / "particles.mrcs", n, box, pixel) as writer:
+    with StackWriter(folder / ParticlesFolder.PARTICLES_STACK, n, box, pixel) as writer:
         writer.write(0, (clean + noise).astype(np.float32))
     shutil.copyfile(TRPV1 / "consensus_map.mrc", folder / "map.mrc")
-    return folder / "particles.star", folder / "map.mrc", truth
+    return folder / ParticlesFolder.PARTICLES_STAR, folder / "map.mrc", truth
 
 
 def _dihedral(image: np.ndarray, k: int) -> np.ndarray:
@@ -175,9 +176,10 @@ def _run(*argv: str | Path) -> None:
 
 def real_data_check(out: Path, seed: int) -> dict:
     """Simulate the 10 real TRPV1 particles; compare each stated pose with 100 random poses."""
-    _run("simulate", "--particles", TRPV1 / "particles.star", "--map", TRPV1 / "consensus_map.mrc", "--out", out)
-    raw, sim = read_stack(out / "raw.mrcs"), read_stack(out / "sim.mrcs")
-    star = read_particle_star(out / "raw.star")
+    _run("simulate", "--particles", TRPV1 / ParticlesFolder.PARTICLES_STAR, "--map", TRPV1 / "consensus_map.mrc",
+         "--out", out)
+    raw, sim = read_stack(out / PairsFolder.RAW_STACK), read_stack(out / PairsFolder.SIM_STACK)
+    star = read_particle_star(out / PairsFolder.RAW_STAR)
     params = particle_parameters(star)
     volume, pixel = read_map(TRPV1 / "consensus_map.mrc")
     model = ForwardModel(volume, pixel)
@@ -234,31 +236,33 @@ def run_demo(config: DemoConfig) -> Path:
     methods.update({label: (default_model, kind) for kind, label in BASELINE_NAMES.items()})
     methods[NO_NOISE] = None
     train_pairs, test_pairs = out / "pairs_train", out / "pairs_test"
-    metrics, denoise_sets = {}, {ORACLE: train_pairs / "raw.star"}
+    metrics, denoise_sets = {}, {ORACLE: train_pairs / PairsFolder.RAW_STAR}
     for name, spec in methods.items():
         folder = _folder(name)
-        fake = test_pairs / "sim.star"
+        fake = test_pairs / PairsFolder.SIM_STAR
         if spec is not None:
             model_dir, noise = spec
             for pairs, where in ((test_pairs, "test"), (train_pairs, "train")):
-                _run("apply", "--model", model_dir, "--particles", pairs / "sim.star", "--out",
+                _run("apply", "--model", model_dir, "--particles", pairs / PairsFolder.SIM_STAR, "--out",
                      out / "applied" / where / folder, "--noise", noise, "--seed", config.seed, "--device", config.device)
-            fake = out / "applied" / "test" / folder / "particles.star"
-            denoise_sets[name] = out / "applied" / "train" / folder / "particles.star"
-        _run("evaluate", "particles", "--fake", fake, "--name", name, "--raw", test_pairs / "raw.star", "--sim",
-             test_pairs / "sim.star", "--out", out / "evaluation" / folder, "--seed", config.seed)
-        metrics[name] = json.loads((out / "evaluation" / folder / "metrics.json").read_text())
+            fake = out / "applied" / "test" / folder / ParticlesFolder.PARTICLES_STAR
+            denoise_sets[name] = out / "applied" / "train" / folder / ParticlesFolder.PARTICLES_STAR
+        _run("evaluate", "particles", "--fake", fake, "--name", name, "--raw", test_pairs / PairsFolder.RAW_STAR,
+             "--sim", test_pairs / PairsFolder.SIM_STAR, "--out", out / "evaluation" / folder, "--seed", config.seed)
+        metrics[name] = json.loads((out / "evaluation" / folder / EvaluationFolder.METRICS).read_text())
 
-    check = real_data_check(out / "trpv1_check", config.seed)
+    real_check = out / "trpv1_check"
+    check = real_data_check(real_check, config.seed)
     _run("evaluate", "denoising", "--train", *(f"{name}={path}" for name, path in denoise_sets.items()),
-         "--clean", train_pairs / "sim.star", "--raw", test_pairs / "raw.star", "--sim", test_pairs / "sim.star",
-         "--test", f"real TRPV1={out / 'trpv1_check' / 'raw.star'},{out / 'trpv1_check' / 'sim.star'}",
+         "--clean", train_pairs / PairsFolder.SIM_STAR, "--raw", test_pairs / PairsFolder.RAW_STAR,
+         "--sim", test_pairs / PairsFolder.SIM_STAR,
+         "--test", f"real TRPV1={real_check / PairsFolder.RAW_STAR},{real_check / PairsFolder.SIM_STAR}",
          "--oracle", ORACLE, "--floor", BASELINE_NAMES["gaussian"],
          "--out", out / "downstream", "--seed", config.seed)
-    downstream = json.loads((out / "downstream" / "downstream.json").read_text())
+    downstream = json.loads((out / "downstream" / EvaluationFolder.DOWNSTREAM).read_text())
 
     if config.generate:
-        _run("generate", "--model", default_model, "--map", volume, "--like", train_pairs / "raw.star",
+        _run("generate", "--model", default_model, "--map", volume, "--like", train_pairs / PairsFolder.RAW_STAR,
              "--n", config.generate, "--out", out / "generated", "--seed", config.seed, "--device", config.device)
     report = write_report(out, config, metrics, downstream, check, truth, time.time() - started)
     log.info("demo finished in %.0f s: report %s", time.time() - started, report)
@@ -353,7 +357,7 @@ def verdict(rows: dict[str, dict]) -> str:
 def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict, check: dict, truth: dict,
                  seconds: float) -> Path:
     rows = method_rows(metrics, downstream)
-    summary = json.loads((out / "pairs_train" / "summary.json").read_text())
+    summary = json.loads((out / "pairs_train" / PairsFolder.SUMMARY).read_text())
     scale = ", ".join(f"group {g}: {v:.3f}" for g, v in summary["scale_per_optics_group"].items())
     stated = ", ".join(f"{r:.3f}" for r in check["correlation_at_stated_pose"])
     raw_moments = next(iter(metrics.values()))["moments"]["raw"]
@@ -440,6 +444,6 @@ def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict,
                   "(particles.star/.mrcs, clean.star/.mrcs).", ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
-    (out / "metrics.json").write_text(json.dumps({"methods": rows, "verdict": verdict(rows), "truth": truth,
+    (out / EvaluationFolder.METRICS).write_text(json.dumps({"methods": rows, "verdict": verdict(rows), "truth": truth,
                                                   "real_data_check": check}, indent=2) + "\n")
     return report

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cryorefine.artifacts import ParticlesFolder
+
 # Voltage (kV), spherical aberration (mm) and amplitude contrast of optics groups 1 and 2.
 OPTICS_GROUPS = ((300.0, 2.7, 0.1), (200.0, 1.4, 0.07))
 
@@ -45,7 +47,7 @@ def optics_table(box: int, pixel_size: float, groups: int = 1) -> pd.DataFrame:
     })
 
 
-def random_particles(n: int, rng: np.random.Generator, stack: str = "particles.mrcs", *,
+def random_particles(n: int, rng: np.random.Generator, stack: str = ParticlesFolder.PARTICLES_STACK, *,
                      defocus: tuple[float, float] = (8000.0, 25000.0), astigmatism: float = 800.0,
                      origin_angstrom: float = 5.0, defocus_angle: tuple[float, float] = (0.0, 180.0),
                      optics_groups: int = 1) -> pd.DataFrame:

@@ -29,10 +29,11 @@ from cryorefine.errors import InputError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import FORMAT, GAN_FILES, ModelSettings, check_resumable
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
-from cryorefine.gan.data import Normalisation, PairSource, step_loader
+from cryorefine.gan.data import PairSource, step_loader
 from cryorefine.gan.models import PatchDiscriminator, PhysicsPriorGenerator, build_generator
 from cryorefine.io.star import particle_keys
 from cryorefine.noise import NoiseModel
+from cryorefine.normalisation import Normalisation
 from cryorefine.training import Distributed, MixedPrecision, TrainingLoop, TrainingTask, distribute
 
 log = logging.getLogger(__name__)
