@@ -63,3 +63,22 @@ def fit_sim_scale(model: ForwardModel, like: ParticleStar, box: int, rng: np.ran
     fit = ScaleFit()
     fit.add(params.optics_group, raw, sim)
     return fit.scales()
+
+
+# A fitted sim scale this far (as a ratio) from the training pairs' is not the same data's.
+SCALE_MISMATCH_RATIO = 1.25
+
+
+def scale_mismatch(fitted: dict[int, float], trained: dict[int, float] | None) -> str | None:
+    """Why the scale fitted on --like does not look like the training pairs' (None when it does, or when the
+    model does not record them): the model's noise was learnt at the training sims' intensity."""
+    if not trained:
+        return None
+    off = {group: (scale, trained[group]) for group, scale in fitted.items()
+           if group in trained and trained[group] > 0 and scale > 0
+           and max(scale / trained[group], trained[group] / scale) > SCALE_MISMATCH_RATIO}
+    if not off:
+        return None
+    pairs = ", ".join(f"group {g}: {a:.4g} here, {b:.4g} in training" for g, (a, b) in sorted(off.items()))
+    return (f"the sim scale fitted on --like differs from the training pairs' ({pairs}): --like is probably not "
+            "the training data (use the pairs' raw.star), or --map is not the map they were simulated from")

@@ -287,3 +287,17 @@ def test_the_model_records_its_pixel_size_and_refuses_another(simulated_pairs, t
     torch.save(state, older / "checkpoint.pt")
     assert load_checkpoint(older)[0].pixel_size is None
     run("apply", "--model", older, "--particles", other, "--out", tmp_path / "applied", "--noise", "gaussian")
+
+
+def test_the_model_records_the_training_sims_scale_and_generate_compares_with_it(simulated_pairs):
+    """Issue 15: the model folder records the sim scale; generate warns when --like is not the training data."""
+    from cryorefine.generate import scale_mismatch
+
+    root = simulated_pairs
+    recorded = json.loads((root / "model" / "config.json").read_text())["sim_scales"]
+    fitted = json.loads((root / "pairs" / "summary.json").read_text())["scale_per_optics_group"]
+    assert recorded == fitted and all(value > 0 for value in recorded.values())
+    trained = {int(group): value for group, value in recorded.items()}
+    assert scale_mismatch(trained, trained) is None and scale_mismatch(trained, None) is None
+    tripled = {group: 3 * value for group, value in trained.items()}
+    assert "differs from the training pairs'" in scale_mismatch(tripled, trained)

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> None:
 
     from cryorefine.artifacts import ParticlesFolder
     from cryorefine.gan.inference import Refiner
-    from cryorefine.generate import draw_particles, fit_sim_scale
+    from cryorefine.generate import draw_particles, fit_sim_scale, scale_mismatch
     from cryorefine.io.atomic import StagedOutputDir, refuse_output_over_inputs
     from cryorefine.io.mrc import StackWriter
     from cryorefine.io.star import (ParticleStar, particle_parameters, read_particle_star, stack_reference,
@@ -79,6 +79,9 @@ def main(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     scales = fit_sim_scale(model, like, box, rng, args.project_dir)
     log.info("sim scale per optics group: %s", ", ".join(f"group {g}: {s:.4g}" for g, s in scales.items()))
+    mismatch = scale_mismatch(scales, refiner.settings.sim_scales)
+    if mismatch:
+        log.warning(mismatch)
     particles = draw_particles(like, args.n, args.poses, args.shifts, rng)
     optics = like.optics.copy()
     optics["rlnImageSize"] = box

@@ -36,6 +36,8 @@ class ModelSettings:
     normalisation: Normalisation
     box: int
     pixel_size: float | None  # Å; None in models saved before it was recorded
+    # The training sims' intensity scale per optics group (sim -> raw); None where not known
+    sim_scales: dict[int, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +50,7 @@ class ModelSettings:
             "normalisation": {"mean": self.normalisation.mean, "std": self.normalisation.std},
             "box": self.box,
             "pixel_size": self.pixel_size,
+            "sim_scales": None if self.sim_scales is None else {str(g): s for g, s in self.sim_scales.items()},
         }
 
     @classmethod
@@ -67,6 +70,8 @@ class ModelSettings:
                 normalisation=Normalisation(**values["normalisation"]),
                 box=int(values["box"]),
                 pixel_size=None if values.get("pixel_size") is None else float(values["pixel_size"]),
+                sim_scales=None if values.get("sim_scales") is None else
+                {int(g): float(s) for g, s in values["sim_scales"].items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(path, f"malformed model config ({exc})") from None

@@ -14,6 +14,7 @@ memory maps), then `prepare` turns the images into normalised tensors on the tra
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,11 @@ class PairSource(ABC):
     @abstractmethod
     def __len__(self) -> int:
         raise NotImplementedError
+
+    def sim_scales(self) -> dict[int, float] | None:
+        """The sims' intensity scale per optics group (sim -> raw), recorded in the model so that generate can
+        tell a --like set that is not the training data's; None where not known."""
+        return None
 
     def split(self, seed: int, validation_fraction: float, max_validation: int) -> tuple[np.ndarray, np.ndarray]:
         return split_rows(len(self), seed, validation_fraction, max_validation)
@@ -118,6 +124,15 @@ class PairedParticles(PairSource):
         self.pixel_size = self.raw_star.pixel_size
         if len(self) < 2:
             raise InputError(self.pairs_dir, "need at least 2 particle pairs (one to train, one to validate)")
+
+    def sim_scales(self) -> dict[int, float] | None:
+        """From the pairs' summary.json (what `cryorefine simulate` fitted); None when it is missing."""
+        summary = self.pairs_dir / PairsFolder.SUMMARY
+        try:
+            scales = json.loads(summary.read_text())["scale_per_optics_group"]
+            return {int(group): float(scale) for group, scale in scales.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def __len__(self) -> int:
         return len(self.sim)

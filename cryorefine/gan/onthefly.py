@@ -47,6 +47,9 @@ class OnTheFlyPairs(PairSource):
     def particles(self) -> pd.DataFrame:
         return self.simulator.star.particles
 
+    def sim_scales(self) -> dict[int, float] | None:
+        return self.scales
+
     def fit_scale(self, rows: np.ndarray, seed: int) -> dict[int, float]:
         """Least-squares sim -> raw scale per optics group on a seeded sample of `rows` (rank 0's, under DDP)."""
         sample = np.sort(np.random.default_rng([seed, 1]).permutation(rows)[:SCALE_SAMPLE])

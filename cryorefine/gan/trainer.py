@@ -132,7 +132,8 @@ class Trainer(TrainingTask):
             log.warning("training on %d pairs: far too few for the model to learn the noise of a data set rather "
                         "than of these images; use a few thousand", len(self.train_rows))
         normalisation = self._same_on_all_ranks(pairs.measure_normalisation(self.train_rows, train_config.seed))
-        self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box, pairs.pixel_size)
+        self.settings = ModelSettings(model_config, loss_config, train_config, normalisation, pairs.box, pairs.pixel_size,
+                                      pairs.sim_scales())
 
         torch.manual_seed(train_config.seed)
         self.generator = build_generator(model_config, pairs.box)
@@ -186,7 +187,7 @@ class Trainer(TrainingTask):
         settings = ModelSettings.from_dict(config, path)
         check_resumable(settings, self.model_config, self.loss_config, self.config, self.pairs.box, path)
         self.settings = ModelSettings(self.model_config, self.loss_config, self.config, settings.normalisation,
-                                      settings.box, settings.pixel_size)
+                                      settings.box, settings.pixel_size, settings.sim_scales)
 
     def loader(self) -> torch.utils.data.DataLoader:
         """(rows, images) of this rank's batches from the current step to the last, read ahead by workers."""
