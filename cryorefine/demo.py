@@ -36,6 +36,7 @@ from cryorefine.errors import CryorefineError
 from cryorefine.io.mrc import StackWriter, read_map, read_stack
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.metrics.correlation import pearson_rows
+from cryorefine.metrics.results import DenoisingScore, ParticleMetrics, read_denoising_scores
 from cryorefine.physics.euler import relion_rotation
 from cryorefine.physics.forward import ForwardModel
 from cryorefine.synthetic import random_particles
@@ -249,7 +250,7 @@ def run_demo(config: DemoConfig) -> Path:
             denoise_sets[name] = out / "applied" / "train" / folder / ParticlesFolder.PARTICLES_STAR
         _run("evaluate", "particles", "--fake", fake, "--name", name, "--raw", test_pairs / PairsFolder.RAW_STAR,
              "--sim", test_pairs / PairsFolder.SIM_STAR, "--out", out / "evaluation" / folder, "--seed", config.seed)
-        metrics[name] = json.loads((out / "evaluation" / folder / EvaluationFolder.METRICS).read_text())
+        metrics[name] = ParticleMetrics.read(out / "evaluation" / folder)
 
     real_check = out / "trpv1_check"
     check = real_data_check(real_check, config.seed)
@@ -259,7 +260,7 @@ def run_demo(config: DemoConfig) -> Path:
          "--test", f"real TRPV1={real_check / PairsFolder.RAW_STAR},{real_check / PairsFolder.SIM_STAR}",
          "--oracle", ORACLE, "--floor", BASELINE_NAMES["gaussian"],
          "--out", out / "downstream", "--seed", config.seed)
-    downstream = json.loads((out / "downstream" / EvaluationFolder.DOWNSTREAM).read_text())
+    downstream = read_denoising_scores(out / "downstream")
 
     if config.generate:
         _run("generate", "--model", default_model, "--map", volume, "--like", train_pairs / PairsFolder.RAW_STAR,
@@ -269,22 +270,23 @@ def run_demo(config: DemoConfig) -> Path:
     return report
 
 
-def method_rows(metrics: dict, downstream: dict) -> dict[str, dict]:
-    """One flat row per method: realism headline numbers and the downstream scores."""
+def method_rows(metrics: dict[str, ParticleMetrics],
+                downstream: dict[str, dict[str, DenoisingScore]]) -> dict[str, dict]:
+    """One flat row per method: realism headline numbers and the downstream scores (scores[test][method])."""
     from cryorefine.metrics.report import headline
 
     rows = {name: headline(values) for name, values in metrics.items()}
     rows.setdefault(ORACLE, {})
     for name, row in rows.items():
-        held_out = downstream["scores"]["held-out"].get(name)
-        real = downstream["scores"].get("real TRPV1", {}).get(name)
+        held_out = downstream["held-out"].get(name)
+        real = downstream.get("real TRPV1", {}).get(name)
         row.update({
-            "denoiser_correlation": None if held_out is None else held_out["correlation"],
-            "denoiser_correlation_std": None if held_out is None else held_out["correlation_std"],
-            "denoiser_gap_closed": None if held_out is None else held_out["gap_closed"],
-            "denoiser_gap_closed_std": None if held_out is None else held_out["gap_closed_std"],
-            "real_trpv1_denoiser_correlation": None if real is None else real["correlation"],
-            "real_trpv1_denoiser_correlation_std": None if real is None else real["correlation_std"],
+            "denoiser_correlation": None if held_out is None else held_out.correlation,
+            "denoiser_correlation_std": None if held_out is None else held_out.correlation_std,
+            "denoiser_gap_closed": None if held_out is None else held_out.gap_closed,
+            "denoiser_gap_closed_std": None if held_out is None else held_out.gap_closed_std,
+            "real_trpv1_denoiser_correlation": None if real is None else real.correlation,
+            "real_trpv1_denoiser_correlation_std": None if real is None else real.correlation_std,
         })
     return rows
 
@@ -354,17 +356,18 @@ def verdict(rows: dict[str, dict]) -> str:
     return lead + ": " + "; ".join(parts) + "."
 
 
-def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict, check: dict, truth: dict,
-                 seconds: float) -> Path:
+def write_report(out: Path, config: DemoConfig, metrics: dict[str, ParticleMetrics],
+                 downstream: dict[str, dict[str, DenoisingScore]], check: dict, truth: dict, seconds: float) -> Path:
     rows = method_rows(metrics, downstream)
     summary = json.loads((out / "pairs_train" / PairsFolder.SUMMARY).read_text())
     scale = ", ".join(f"group {g}: {v:.3f}" for g, v in summary["scale_per_optics_group"].items())
     stated = ", ".join(f"{r:.3f}" for r in check["correlation_at_stated_pose"])
-    raw_moments = next(iter(metrics.values()))["moments"]["raw"]
-    noise_power = {"raw − sim": next(iter(metrics.values()))["noise_power"]["raw_minus_sim"]}
-    noise_power.update({name: values["noise_power"]["fake_minus_sim"] for name, values in metrics.items()
-                        if values.get("noise_power") and name != NO_NOISE})
-    frequency = np.array(next(iter(metrics.values()))["curves"]["frequency"])
+    first = next(iter(metrics.values()))
+    raw_moments = first.moments.raw
+    noise_power = {"raw − sim": first.noise_power.raw_minus_sim}
+    noise_power.update({name: values.noise_power.fake_minus_sim for name, values in metrics.items()
+                        if values.noise_power is not None and name != NO_NOISE})
+    frequency = np.array(first.curves.frequency)
     from cryorefine import plots
 
     plots.plot_curves(out / "noise_power.png", frequency, noise_power, "spatial frequency / Nyquist",
@@ -409,7 +412,7 @@ def write_report(out: Path, config: DemoConfig, metrics: dict, downstream: dict,
         "r is a coarse check. "
         "Noise power log L1: residual (particle − sim) noise spectrum against raw's. FRC gap: mean |FRC(method, "
         "sim) − FRC(raw, sim)|. Pixel W1: Wasserstein-1 between pixel-value distributions "
-        f"(raw's skewness {raw_moments['skewness']:.3f}, excess kurtosis {raw_moments['excess_kurtosis']:.3f}). "
+        f"(raw's skewness {raw_moments.skewness:.3f}, excess kurtosis {raw_moments.excess_kurtosis:.3f}). "
         "See docs/metrics.md.",
         "",
         "## Plots",

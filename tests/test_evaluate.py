@@ -12,8 +12,10 @@ import torch
 
 from _pairs import PIXEL_SIZE, make_pairs
 from cryorefine.cli import main
+from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import read_particle_star, write_particle_star
+from cryorefine.metrics.results import MalformedMetrics, ParticleMetrics, read_denoising_scores
 from cryorefine.noise import fit_noise_models
 
 N, BOX = 40, 32
@@ -85,6 +87,23 @@ def test_fake_identical_to_raw_scores_zero_rpsd(pairs, tmp_path):
     assert metrics["rpsd"]["l1"] == 0 and metrics["pixel"]["mse"] == 0
 
 
+def test_metrics_json_reads_back_unchanged_and_a_missing_field_is_named(pairs, tmp_path):
+    for extra in (("--sim", str(pairs / "sim.star")), ()):
+        out = tmp_path / f"eval{len(extra)}"
+        assert _evaluate(pairs, out, "--max-images", "8", "--classifier-repeats", "1", *extra) == 0
+        written = json.loads((out / "metrics.json").read_text())
+        metrics = ParticleMetrics.read(out)
+        assert metrics.to_dict() == written and (metrics.frc is None) == (not extra)
+        assert ParticleMetrics.from_dict(written) == metrics
+    del written["classifier"]["auc_std"]
+    with pytest.raises(MalformedMetrics, match="missing field 'classifier.auc_std'"):
+        ParticleMetrics.from_dict(written)
+    (out / "metrics.json").write_text(json.dumps(written))
+    with pytest.raises(InputError, match="metrics.json: .*missing field 'classifier.auc_std'") as error:
+        ParticleMetrics.read(out)
+    assert len(str(error.value).splitlines()) == 1
+
+
 def test_count_mismatch_is_a_one_line_error(pairs, tmp_path, capsys):
     fewer = read_stack(pairs / "fake.mrcs")[: N - 5]
     _write_set(pairs, "short", fewer)
@@ -123,6 +142,9 @@ def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
     assert held_out["oracle"]["gap_closed"] == 1 and held_out["gaussian"]["gap_closed"] == 0
     assert held_out["oracle"]["repeats"] == 2 and held_out["oracle"]["gap_closed_std"] == 0
     assert -1 <= held_out["gaussian"]["correlation"] <= 1 and len(held_out["oracle"]["frc"]) == BOX // 2
+    scores = read_denoising_scores(out)
+    assert {test: {name: score.to_dict() for name, score in by_set.items()} for test, by_set in scores.items()} \
+        == report["scores"]
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from cryorefine.metrics.classifier import classifier_auc, roc_auc
-from cryorefine.metrics.config import ClassifierConfig
+from cryorefine.metrics.config import ClassifierConfig, MicrographScoreConfig
 from cryorefine.metrics.distribution import moments, paired_pixel_errors, pixel_wasserstein
+from cryorefine.metrics.micrographs import grid_tiles, score_set
 from cryorefine.metrics.report import evaluate_sets, headline
+from cryorefine.metrics.results import HeldOutReal, MalformedMetrics, MicrographMetrics
 from cryorefine.metrics.spectral import fourier_ring_correlation, noise_power_spectrum, rpsd_metrics
 from cryorefine.physics.imaging import soft_circular_mask
 
@@ -119,27 +123,44 @@ def test_evaluate_sets_with_and_without_sim():
     fake = sim + _noise(24, 32, 16)
     config = ClassifierConfig(steps=20)
     with_sim = evaluate_sets(fake, raw, sim, seed=0, classifier=config)
-    assert with_sim["n_images"] == 24 and with_sim["box"] == 32
-    assert with_sim["rpsd"]["l1"] < 0.05
-    assert with_sim["frc"]["mean_abs_difference"] < 0.1
-    assert len(with_sim["frc"]["fake_vs_sim"]) == len(with_sim["curves"]["frequency"]) == 16
-    assert with_sim["noise_power"]["log_l1"] < 0.2
+    assert with_sim.n_images == 24 and with_sim.box == 32
+    assert with_sim.rpsd.l1 < 0.05
+    assert with_sim.frc.mean_abs_difference < 0.1
+    assert len(with_sim.frc.fake_vs_sim) == len(with_sim.curves.frequency) == 16
+    assert with_sim.noise_power.log_l1 < 0.2
     assert all(v is not None for v in headline(with_sim).values())
 
     without = evaluate_sets(fake.numpy(), raw.numpy(), seed=0, classifier=config)
-    assert without["frc"] is None and without["noise_power"] is None
+    assert without.frc is None and without.noise_power is None
     assert headline(without)["frc_mean_abs_difference"] is None
-    assert without["rpsd"] == with_sim["rpsd"]
+    assert without.rpsd == with_sim.rpsd
     with pytest.raises(ValueError, match="paired"):
         evaluate_sets(fake[:10], raw, classifier=config)
 
 
 def test_a_classifier_test_on_a_handful_of_images_is_warned_about(caplog):
     from cryorefine.metrics.classifier import classifier_auc_spread
-    from cryorefine.metrics.config import ClassifierConfig
+    from cryorefine.metrics.config import ClassifierConfig, MicrographScoreConfig
 
     generator = torch.Generator().manual_seed(0)
     fake, raw = torch.randn(12, 16, 16, generator=generator), torch.randn(12, 16, 16, generator=generator)
     with caplog.at_level("WARNING"):
         classifier_auc_spread(fake, raw, config=ClassifierConfig(steps=2, repeats=1))
     assert any("too few" in record.getMessage() for record in caplog.records)
+
+
+def test_micrograph_scores_round_trip_through_their_json_layout():
+    rng = np.random.default_rng(0)
+    images = [rng.standard_normal((64, 64)) for _ in range(2)]
+    real_tiles = grid_tiles([rng.standard_normal((64, 64))], 16)
+    config = MicrographScoreConfig(tile=16, classifier_steps=2, classifier_repeats=1)
+    with_masks = score_set(images, real_tiles, config, [2 * image for image in images], [np.ones((64, 64))] * 2)
+    without = score_set(images, real_tiles, config)
+    assert with_masks.mask_preservation == pytest.approx(1) and without.mask_preservation is None
+    real = HeldOutReal(files=["real.mrc"], holdout=0.25, tiles=len(real_tiles), noise_power=[1.0, 2.0])
+    layout = json.loads(json.dumps(MicrographMetrics({"masked": with_masks, "plain": without}, real).to_dict()))
+    assert set(layout) == {"masked", "plain", "real"} and "mask_preservation" not in layout["plain"]
+    assert MicrographMetrics.from_dict(layout).to_dict() == layout
+    del layout["plain"]["tiles_per_class"]
+    with pytest.raises(MalformedMetrics, match="missing field 'plain.tiles_per_class'"):
+        MicrographMetrics.from_dict(layout)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ from cryorefine.commands.options import action_help, add_project_dir
 from cryorefine.errors import InputError, SettingsError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
                                        PickerConfig)
+from cryorefine.metrics.results import EvaluatedFiles, HeldOutReal, MicrographMetrics, ParticleMetrics
 
 if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
     from cryorefine.io.atomic import StagedOutputDir
@@ -238,39 +239,40 @@ def evaluate_particles(args: argparse.Namespace) -> None:
     diameter_px = None if args.mask_diameter is None else args.mask_diameter / pixel_size
     metrics = evaluate_sets(fake_images, raw_images, sim_images, mask_diameter_px=diameter_px, seed=args.seed,
                             classifier=ClassifierConfig(steps=args.classifier_steps, repeats=args.classifier_repeats))
-    metrics["inputs"] = {"fake": str(args.fake), "raw": str(args.raw),
-                         "sim": None if args.sim is None else str(args.sim), "pixel_size": pixel_size}
+    metrics = replace(metrics, inputs=EvaluatedFiles(fake=str(args.fake), raw=str(args.raw),
+                                                     sim=None if args.sim is None else str(args.sim),
+                                                     pixel_size=pixel_size))
 
     with StagedOutputDir(args.out) as out:
-        write_json(out.path(EvaluationFolder.METRICS), metrics)
+        write_json(out.path(EvaluationFolder.METRICS), metrics.to_dict())
         name = args.name or args.fake.resolve().parent.name
         _write_plots(out, metrics, fake_images, raw_images, sim_images, name,
                      f"{n} particles of {args.raw.parent.name}/{args.raw.name}")
-    log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics["rpsd"]["l1"],
-             metrics["classifier"]["auc"], metrics["classifier"]["auc_std"], metrics["classifier"]["repeats"],
+    log.info("RPSD L1 %.4f, classifier AUC %.3f ± %.3f (%d seeds); metrics in %s", metrics.rpsd.l1,
+             metrics.classifier.auc, metrics.classifier.auc_std, metrics.classifier.repeats,
              args.out / EvaluationFolder.METRICS)
 
 
-def _write_plots(out: StagedOutputDir, metrics: dict, fake: np.ndarray, raw: np.ndarray, sim: np.ndarray | None,
-                 name: str, data: str) -> None:
+def _write_plots(out: StagedOutputDir, metrics: ParticleMetrics, fake: np.ndarray, raw: np.ndarray,
+                 sim: np.ndarray | None, name: str, data: str) -> None:
     from cryorefine import plots
 
-    curves = metrics["curves"]
-    rpsd = {name: np.array(curves["rpsd_fake"]), "raw": np.array(curves["rpsd_raw"])}
+    curves = metrics.curves
+    rpsd = {name: np.array(curves.rpsd_fake), "raw": np.array(curves.rpsd_raw)}
     if sim is not None:
-        rpsd["sim"] = np.array(curves["rpsd_sim"])
+        rpsd["sim"] = np.array(curves.rpsd_sim)
     plots.plot_rpsd_curves(out.path("plots/rpsd.png"), rpsd, title=f"RPSD: {name} vs raw, {data}")
     plots.plot_histograms(out.path("plots/histograms.png"), {name: fake, "raw": raw},
                           title=f"Pixel values: {name} vs raw, {data}")
     if sim is None:
         return
-    frequency = np.array(curves["frequency"])
+    frequency = np.array(curves.frequency)
     plots.plot_curves(out.path("plots/frc.png"), frequency,
-                      {f"{name} vs sim": metrics["frc"]["fake_vs_sim"], "raw vs sim": metrics["frc"]["raw_vs_sim"]},
+                      {f"{name} vs sim": metrics.frc.fake_vs_sim, "raw vs sim": metrics.frc.raw_vs_sim},
                       "spatial frequency / Nyquist", "FRC with the clean sim", title=f"FRC: {name}, {data}")
     plots.plot_curves(out.path("plots/noise_power.png"), frequency,
-                      {f"{name} − sim": metrics["noise_power"]["fake_minus_sim"],
-                       "raw − sim": metrics["noise_power"]["raw_minus_sim"]},
+                      {f"{name} − sim": metrics.noise_power.fake_minus_sim,
+                       "raw − sim": metrics.noise_power.raw_minus_sim},
                       "spatial frequency / Nyquist", "residual noise power", log_y=True,
                       title=f"Noise power: {name} vs raw, {data}")
     plots.plot_panels(out.path("plots/panels.png"), sim, fake, raw, fake_label=name,
@@ -359,7 +361,7 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise InputError(args.real[0], f"held-out strip too small: {exc}") from None
     cleans = synthetic_scenes(args.scenes)[0] if args.scenes else None
-    metrics, images = {}, {}
+    scores, images = {}, {}
     for name, micrograph_set in sets.items():
         outputs = [standardise(image) for image in micrograph_set.images]
         set_cleans = None
@@ -368,24 +370,24 @@ def evaluate_micrographs(args: argparse.Namespace) -> None:
                 raise InputError(micrograph_set.folder, f"has micrographs beyond the {len(cleans)} of {args.scenes}")
             set_cleans = [cleans[int(i)][: o.shape[0], : o.shape[1]] for i, o in zip(micrograph_set.indices, outputs)]
         try:
-            metrics[name] = score_set(outputs, real_tiles, config, set_cleans, micrograph_set.masks)
+            scores[name] = score = score_set(outputs, real_tiles, config, set_cleans, micrograph_set.masks)
         except ValueError as exc:
             raise InputError(micrograph_set.folder, str(exc)) from None
         images[name] = outputs[0]
-        log.info("%s: RPSD L1 %.3f, classifier AUC %.3f ± %.3f%s", name, metrics[name]["rpsd_l1"],
-                 metrics[name]["classifier_auc"], metrics[name]["classifier_auc_std"],
-                 f", mask preservation {metrics[name]['mask_preservation']:.3f}"
-                 if "mask_preservation" in metrics[name] else "")
-    metrics["real"] = {"files": [str(p) for p in args.real], "holdout": args.holdout, "tiles": len(real_tiles),
-                       "noise_power": tile_noise_power(real_tiles).tolist()}
+        log.info("%s: RPSD L1 %.3f, classifier AUC %.3f ± %.3f%s", name, score.rpsd_l1, score.classifier_auc,
+                 score.classifier_auc_std,
+                 "" if score.mask_preservation is None else f", mask preservation {score.mask_preservation:.3f}")
+    metrics = MicrographMetrics(sets=scores, real=HeldOutReal(files=[str(p) for p in args.real], holdout=args.holdout,
+                                                              tiles=len(real_tiles),
+                                                              noise_power=tile_noise_power(real_tiles).tolist()))
     images["real (held out)"] = real[0]
     with StagedOutputDir(args.out) as out:
-        write_json(out.path(EvaluationFolder.METRICS), metrics)
+        write_json(out.path(EvaluationFolder.METRICS), metrics.to_dict())
         tiles = {name: grid_tiles([image], config.tile).numpy() for name, image in images.items()}
         pixel = f"{first.pixel_size:.3g}"
         data = f"{config.tile}-px tiles, held-out part of {', '.join(path.name for path in args.real)}"
         plots.plot_rpsd_curves(out.path("plots/rpsd.png"), tiles, title=f"RPSD of micrograph sets vs real, {data}")
-        spectra = {name: values["noise_power"] for name, values in metrics.items()}
+        spectra = {name: score.noise_power for name, score in scores.items()} | {"real": metrics.real.noise_power}
         frequency = (np.arange(len(spectra["real"])) + 0.5) / len(spectra["real"])
         plots.plot_curves(out.path("plots/noise_power.png"), frequency, spectra, "spatial frequency / Nyquist",
                           "noise power |F|²", log_y=True, title=f"Noise power of micrograph sets vs real, {data}")

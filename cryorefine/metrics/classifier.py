@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from cryorefine.metrics.config import ClassifierConfig
+from cryorefine.metrics.results import ClassifierSpread
 from cryorefine.progress import track
 
 
@@ -91,7 +92,7 @@ def classifier_auc(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
 
 
 def classifier_auc_spread(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
-                          config: ClassifierConfig | None = None) -> dict:
+                          config: ClassifierConfig | None = None) -> ClassifierSpread:
     """`classifier_auc` with seeds seed, seed+1, ... (config.repeats tests): mean, std and each AUC."""
     config = config or ClassifierConfig()
     if config.repeats < 1:
@@ -102,6 +103,5 @@ def classifier_auc_spread(fake: torch.Tensor, raw: torch.Tensor, seed: int = 0,
                     "can tell such small sets apart by chance); score a few hundred", per_class)
     runs = [classifier_auc(fake, raw, seed + k, config) for k in track(range(config.repeats), "classifier test", "run")]
     aucs = [run["auc"] for run in runs]
-    return {"auc": float(np.mean(aucs)), "auc_std": float(np.std(aucs)),
-            "aucs": aucs, "repeats": config.repeats, "n_train": runs[0]["n_train"], "n_test": runs[0]["n_test"],
-            "steps": config.steps}
+    return ClassifierSpread(auc=float(np.mean(aucs)), auc_std=float(np.std(aucs)), aucs=aucs, repeats=config.repeats,
+                            n_train=runs[0]["n_train"], n_test=runs[0]["n_test"], steps=config.steps)

@@ -23,7 +23,7 @@ ways trains a filter that is wrong for real data, and the score measures it wher
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -31,28 +31,11 @@ from torch import nn
 
 from cryorefine.metrics.config import DenoiserConfig
 from cryorefine.metrics.correlation import pearson_rows
-from cryorefine.progress import Progress
+from cryorefine.metrics.results import DenoisingScore
 from cryorefine.metrics.spectral import fourier_ring_correlation
+from cryorefine.progress import Progress
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DenoisingScore:
-    """A denoiser's output on one test set against the paired sims."""
-
-    correlation: float  # mean over particles of Pearson(denoised, sim)
-    correlation_sem: float  # its standard error over particles
-    frc_mean: float  # set FRC(denoised, sim), mean from DC to Nyquist
-    frc: list[float]
-    n_images: int
-    correlation_std: float = 0.0  # over the denoiser's training repeats
-    gap_closed: float | None = None  # of `correlation`, between the floor and the oracle
-    gap_closed_std: float | None = None
-    repeats: int = 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _network(config: DenoiserConfig) -> nn.Module:

@@ -30,6 +30,7 @@ from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_micrograph
 from cryorefine.metrics.classifier import classifier_auc_spread
 from cryorefine.metrics.config import ClassifierConfig, MicrographScoreConfig
+from cryorefine.metrics.results import MicrographScores
 from cryorefine.metrics.spectral import noise_power_spectrum
 from cryorefine.spectra import rpsd_distance
 
@@ -93,7 +94,7 @@ def mask_preservation(output: np.ndarray, clean: np.ndarray, mask: np.ndarray) -
 
 
 def score_set(images: list[np.ndarray], real_tiles: torch.Tensor, config: MicrographScoreConfig,
-              cleans: list[np.ndarray] | None = None, masks: list[np.ndarray] | None = None) -> dict:
+              cleans: list[np.ndarray] | None = None, masks: list[np.ndarray] | None = None) -> MicrographScores:
     """Metrics of one standardised micrograph set against standardised real tiles."""
     tiles = grid_tiles(images, config.tile)
     n = min(len(tiles), len(real_tiles))
@@ -105,10 +106,9 @@ def score_set(images: list[np.ndarray], real_tiles: torch.Tensor, config: Microg
     spread = classifier_auc_spread(fake, real, seed=config.seed,
                                    config=ClassifierConfig(steps=config.classifier_steps,
                                                            repeats=config.classifier_repeats))
-    scores = {"rpsd_l1": float(rpsd_distance(tiles, real_tiles)[0]), "classifier_auc": spread["auc"],
-              "classifier_auc_std": spread["auc_std"], "classifier_aucs": spread["aucs"], "tiles_per_class": n,
-              "noise_power": tile_noise_power(tiles).tolist()}
+    preservation = None
     if cleans is not None and masks is not None:
-        scores["mask_preservation"] = float(np.nanmean([mask_preservation(o, c, m)
-                                                        for o, c, m in zip(images, cleans, masks)]))
-    return scores
+        preservation = float(np.nanmean([mask_preservation(o, c, m) for o, c, m in zip(images, cleans, masks)]))
+    return MicrographScores(rpsd_l1=float(rpsd_distance(tiles, real_tiles)[0]), classifier_auc=spread.auc,
+                            classifier_auc_std=spread.auc_std, classifier_aucs=spread.aucs, tiles_per_class=n,
+                            noise_power=tile_noise_power(tiles).tolist(), mask_preservation=preservation)

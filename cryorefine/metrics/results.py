@@ -1,0 +1,313 @@
+"""The scores of `cryorefine evaluate` as typed results, and their JSON layout.
+
+Readers (the command, the demo, the docs tables) use attributes, so a renamed or missing score fails where
+it is read, not as a None in a table. `to_dict` writes exactly the layout of metrics.json that earlier
+releases wrote, and `from_dict` reads it back, naming the first missing field. Torch-free, so reading a
+metrics.json needs no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from cryorefine.artifacts import EvaluationFolder
+from cryorefine.errors import InputError
+
+
+class MalformedMetrics(ValueError):
+    """A metrics dict that lacks a field (or holds something else where an object belongs)."""
+
+
+def _object(values: Any, where: str) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise MalformedMetrics(f"field {where!r} is {type(values).__name__}, not an object")
+    return values
+
+
+def _field(values: dict[str, Any], name: str, where: str) -> Any:
+    if name not in values:
+        path = f"{where}.{name}" if where else name
+        raise MalformedMetrics(f"missing field {path!r}")
+    return values[name]
+
+
+def _flat(cls, values: Any, where: str):
+    """An instance of a dataclass whose fields are plain JSON values, named as its keys."""
+    values = _object(values, where)
+    return cls(**{f.name: _field(values, f.name, where) for f in fields(cls)})
+
+
+def _optional(cls, values: Any, where: str):
+    return None if values is None else cls.from_dict(values, where)
+
+
+@dataclass(frozen=True)
+class RpsdScores:
+    """Distances of fake from raw radial power spectra: whole images, inside and outside the particle mask."""
+
+    l1: float
+    mse: float
+    inside_l1: float
+    inside_mse: float
+    outside_l1: float
+    outside_mse: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "rpsd") -> RpsdScores:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class PixelErrors:
+    """Paired pixel errors of fake against raw, and the distance of their pooled pixel-value distributions."""
+
+    l1: float
+    mse: float
+    wasserstein1: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "pixel") -> PixelErrors:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Of all pixel values of a set."""
+
+    mean: float
+    std: float
+    skewness: float
+    excess_kurtosis: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str) -> Moments:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class SetMoments:
+    fake: Moments
+    raw: Moments
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "moments") -> SetMoments:
+        values = _object(values, where)
+        return cls(*(Moments.from_dict(_field(values, side, where), f"{where}.{side}") for side in ("fake", "raw")))
+
+
+@dataclass(frozen=True)
+class ClassifierSpread:
+    """Two-sample classifier test repeated with seeds seed, seed+1, ...: ROC AUC mean, std and each run's."""
+
+    auc: float
+    auc_std: float
+    aucs: list[float]
+    repeats: int
+    n_train: int
+    n_test: int
+    steps: int
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "classifier") -> ClassifierSpread:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class FrcComparison:
+    """Fourier ring correlation of fake and of raw with the clean sim, per ring from DC to Nyquist."""
+
+    fake_vs_sim: list[float]
+    raw_vs_sim: list[float]
+    mean_abs_difference: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "frc") -> FrcComparison:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class NoisePowerComparison:
+    """Noise power spectra of the residuals fake − sim and raw − sim, and their mean log distance."""
+
+    fake_minus_sim: list[float]
+    raw_minus_sim: list[float]
+    log_l1: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "noise_power") -> NoisePowerComparison:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class RpsdCurves:
+    """Set-mean RPSD curves over `frequency` (ring centres, fraction of Nyquist), for plots."""
+
+    frequency: list[float]
+    rpsd_fake: list[float]
+    rpsd_raw: list[float]
+    rpsd_sim: list[float] | None
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "curves") -> RpsdCurves:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class EvaluatedFiles:
+    """The STAR files `evaluate particles` scored, and the pixel size it read from raw's optics."""
+
+    fake: str
+    raw: str
+    sim: str | None
+    pixel_size: float
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "inputs") -> EvaluatedFiles:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class ParticleMetrics:
+    """All realism metrics of one fake set against its paired raw set (metrics.json of `evaluate particles`).
+
+    `frc`, `noise_power` and `curves.rpsd_sim` are None when no clean sim was given; `inputs` is None
+    unless the command recorded which files it scored.
+    """
+
+    n_images: int
+    box: int
+    seed: int
+    mask_diameter_px: float
+    rpsd: RpsdScores
+    pixel: PixelErrors
+    moments: SetMoments
+    classifier: ClassifierSpread
+    frc: FrcComparison | None
+    noise_power: NoisePowerComparison | None
+    curves: RpsdCurves
+    inputs: EvaluatedFiles | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        if self.inputs is None:
+            del values["inputs"]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Any) -> ParticleMetrics:
+        """From `to_dict`'s layout; a missing field raises MalformedMetrics naming it (e.g. 'rpsd.l1')."""
+        values = _object(values, "")
+        take = lambda name: _field(values, name, "")  # noqa: E731
+        return cls(n_images=take("n_images"), box=take("box"), seed=take("seed"),
+                   mask_diameter_px=take("mask_diameter_px"), rpsd=RpsdScores.from_dict(take("rpsd")),
+                   pixel=PixelErrors.from_dict(take("pixel")), moments=SetMoments.from_dict(take("moments")),
+                   classifier=ClassifierSpread.from_dict(take("classifier")),
+                   frc=_optional(FrcComparison, take("frc"), "frc"),
+                   noise_power=_optional(NoisePowerComparison, take("noise_power"), "noise_power"),
+                   curves=RpsdCurves.from_dict(take("curves")),
+                   inputs=_optional(EvaluatedFiles, values.get("inputs"), "inputs"))
+
+    @classmethod
+    def read(cls, folder: Path) -> ParticleMetrics:
+        """The metrics of an `evaluate particles` folder; a missing or malformed file is one InputError naming it."""
+        path = Path(folder) / EvaluationFolder.METRICS
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, MalformedMetrics) as exc:
+            raise InputError(path, f"not readable as particle metrics ({exc})") from None
+
+
+@dataclass(frozen=True)
+class MicrographScores:
+    """One micrograph set against held-out real micrograph tiles; `mask_preservation` is None without scenes."""
+
+    rpsd_l1: float
+    classifier_auc: float
+    classifier_auc_std: float
+    classifier_aucs: list[float]
+    tiles_per_class: int
+    noise_power: list[float]  # per ring from DC to Nyquist
+    mask_preservation: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        if self.mask_preservation is None:
+            del values["mask_preservation"]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str) -> MicrographScores:
+        values = _object(values, where)
+        required = [f.name for f in fields(cls) if f.name != "mask_preservation"]
+        return cls(**{name: _field(values, name, where) for name in required},
+                   mask_preservation=values.get("mask_preservation"))
+
+
+@dataclass(frozen=True)
+class HeldOutReal:
+    """The real micrographs' held-out strips the sets were scored against, cut into `tiles` tiles."""
+
+    files: list[str]
+    holdout: float
+    tiles: int
+    noise_power: list[float]
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str = "real") -> HeldOutReal:
+        return _flat(cls, values, where)
+
+
+@dataclass(frozen=True)
+class MicrographMetrics:
+    """metrics.json of `evaluate micrographs`: each set's scores under its name, and the real data under "real"."""
+
+    sets: dict[str, MicrographScores]
+    real: HeldOutReal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{name: scores.to_dict() for name, scores in self.sets.items()}, "real": asdict(self.real)}
+
+    @classmethod
+    def from_dict(cls, values: Any) -> MicrographMetrics:
+        values = _object(values, "")
+        return cls(sets={name: MicrographScores.from_dict(scores, name) for name, scores in values.items()
+                         if name != "real"},
+                   real=HeldOutReal.from_dict(_field(values, "real", "")))
+
+
+@dataclass(frozen=True)
+class DenoisingScore:
+    """A denoiser's output on one test set against the paired sims (see cryorefine.metrics.downstream)."""
+
+    correlation: float  # mean over particles of Pearson(denoised, sim)
+    correlation_sem: float  # its standard error over particles
+    frc_mean: float  # set FRC(denoised, sim), mean from DC to Nyquist
+    frc: list[float]
+    n_images: int
+    correlation_std: float = 0.0  # over the denoiser's training repeats
+    gap_closed: float | None = None  # of `correlation`, between the floor and the oracle
+    gap_closed_std: float | None = None
+    repeats: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str) -> DenoisingScore:
+        return _flat(cls, values, where)
+
+
+def read_denoising_scores(folder: Path) -> dict[str, dict[str, DenoisingScore]]:
+    """scores[test][training set] of an `evaluate denoising` folder; a missing or malformed file is one
+    InputError naming it."""
+    path = Path(folder) / EvaluationFolder.DOWNSTREAM
+    try:
+        scores = _object(_field(_object(json.loads(path.read_text()), ""), "scores", ""), "scores")
+        return {test: {name: DenoisingScore.from_dict(score, f"scores.{test}.{name}")
+                       for name, score in _object(by_set, f"scores.{test}").items()}
+                for test, by_set in scores.items()}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, MalformedMetrics) as exc:
+        raise InputError(path, f"not readable as denoising scores ({exc})") from None
