@@ -8,7 +8,7 @@ Conventions (RELION 3.1, checked against `relion_project`; Scipion/pwem):
 - CTF: both keep defocus U/V in Å and the angle of the U axis from the X axis;
   Scipion standardises to defocusU >= defocusV and 0 <= angle < 180.
 
-Scipion's own stack (numpy, mrcfile, emtable, pwem) and the engine's torch-free STAR reader and writer,
+Scipion's own stack (numpy, mrcfile, pwem) and the engine's torch-free STAR reader and writer,
 path rules and Euler matrix.
 """
 
@@ -22,7 +22,6 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pandas as pd
-from emtable import Table
 import pyworkflow.object as pwobj
 from pwem.objects import (
     Acquisition,
@@ -38,7 +37,7 @@ from pwem.objects import (
 )
 
 from cryorefine.artifacts import SceneDescription
-from cryorefine.io.star import locate_stack, read_particle_star, stack_reference, write_star
+from cryorefine.io.star import locate_stack, read_coordinate_star, read_particle_star, stack_reference, write_star
 from cryorefine.physics.euler import relion_rotation
 from cryorefine_scipion.constants import (
     SCENE_COORDINATES,
@@ -326,7 +325,7 @@ def fill_scene_coordinates(coordinates: SetOfCoordinates, scene: Scene) -> None:
     which must be the scene's micrographs in scene order; each keeps its species name."""
     micrographs = coordinates.getMicrographs()
     for index, micrograph in enumerate(micrographs.iterItems(orderBy="id")):
-        for row in Table(fileName=scene.file(SCENE_COORDINATES, index)):
+        for row in read_coordinate_star(Path(scene.file(SCENE_COORDINATES, index))).itertuples():
             coordinate = Coordinate()
             coordinate.setMicrograph(micrograph)
             coordinate.setPosition(int(round(float(row.rlnCoordinateX))), int(round(float(row.rlnCoordinateY))))
