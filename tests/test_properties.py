@@ -221,12 +221,21 @@ def heavy(dataset, tmp_path_factory) -> Path:
     """Pairs, a tiny model and a two-micrograph scene beside `dataset`, and an earlier output of each command."""
     from conftest import REAL_MICROGRAPH, TRPV1
 
+    from cryorefine.io.star import particle_parameters
+    from cryorefine.physics.forward import ForwardModel
+
     root = dataset
-    assert cli.main(["train", "--pairs", str(root / "out"), "--out", str(root / "model"), "--device", "cpu",
+    # Pairs of their own, whose raw images hold the map's projections: the simulate property test above
+    # rewrites out/ with whatever STAR values it drew, and pure-noise images can fit a sim scale <= 0.
+    volume, (optics, particles) = blob_map(32, seed=2), varied_particles(4, 32, 2.0, seed=2)
+    star, map_path = write_dataset(root / "heavy_in", volume, 2.0, optics, particles, np.zeros((4, 32, 32), np.float32))
+    clean = ForwardModel(volume, 2.0).simulate(particle_parameters(read_particle_star(star))).numpy()
+    noisy = 3 * clean / clean.std() + np.random.default_rng(3).normal(size=clean.shape)
+    write_dataset(root / "heavy_in", volume, 2.0, optics, particles, noisy.astype(np.float32))
+    assert cli.main(["simulate", "--particles", str(star), "--map", str(map_path), "--out", str(root / "pairs"),
+                     "--device", "cpu"]) == 0
+    assert cli.main(["train", "--pairs", str(root / "pairs"), "--out", str(root / "model"), "--device", "cpu",
                      *TINY_GAN]) == 0
-    (root / "pairs").mkdir(exist_ok=True)
-    for name in ("sim.star", "sim.mrcs", "raw.star", "raw.mrcs"):
-        (root / "pairs" / name).write_bytes((root / "out" / name).read_bytes())
     (root / "scene_map.mrc").write_bytes((TRPV1 / "consensus_map.mrc").read_bytes())
     scene = [a.format(root=root, real=REAL_MICROGRAPH) for a in END_TO_END["scene"]]
     assert cli.main([*scene, "--n-micrographs", "2", "--out", str(root / "scenes")]) == 0

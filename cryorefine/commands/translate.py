@@ -147,7 +147,7 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
     real, _ = _real_parts(args.real, pixel_size, args.holdout)
     smallest = min(min(image.shape) for image in (*cleans, *real))
     if not 16 <= args.tile <= smallest:
-        raise InputError(None, f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
+        raise SettingsError(f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
                                "image (a scene micrograph or the training part of a real one)")
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
     new_folder = not args.out.exists()

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from cryorefine import noise, plots, spectra
 from cryorefine.artifacts import ModelFolder
-from cryorefine.errors import InputError
+from cryorefine.errors import InputError, SettingsError
 from cryorefine.gan import losses
 from cryorefine.gan.checkpoint import FORMAT, GAN_FILES, ModelSettings, check_resumable
 from cryorefine.gan.config import LossConfig, ModelConfig, TrainConfig
@@ -110,10 +110,10 @@ class Trainer(TrainingTask):
         other ranks get it from the checkpoint or from DDP's first broadcast)."""
         deepest = int(math.log2(pairs.box)) - 1  # the U-Net's coarsest level keeps at least 2 px
         if model_config.depth > deepest:
-            raise InputError(None, f"--depth {model_config.depth} halves the {pairs.box}-px box below 2 px; "
+            raise SettingsError(f"--depth {model_config.depth} halves the {pairs.box}-px box below 2 px; "
                              f"use at most {deepest}")
         if loss_config.gan_mode not in losses.GAN_MODES:
-            raise InputError(None, f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
+            raise SettingsError(f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
         self.out_dir = Path(out_dir)
         self.model_config = model_config
