@@ -32,7 +32,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,10 +42,11 @@ from cryorefine.gan.config import ModelConfig
 from cryorefine.gan.models import ConvBlock, channel_widths, conv3x3
 from cryorefine.metrics.micrographs import grid_tiles, tile_noise_power
 from cryorefine.normalisation import Normalisation
-from cryorefine.training import TRANSLATOR_FILES, MixedPrecision, TrainingLoop, TrainingTask
-from cryorefine.unpaired.config import FORMATS, DiffusionConfig, check_resumable, translator_description
+from cryorefine.training import MixedPrecision, TrainingLoop
+from cryorefine.unpaired.config import FORMATS, DiffusionConfig, translator_description
 from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.methods import MicrographNoise
+from cryorefine.unpaired.task import TranslatorTask
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def condition_statistics(synthetic: list[np.ndarray], real: list[np.ndarray], si
     return {"structure_scale": scale, "noise_std": noise_std, "condition_std": math.sqrt(real_variance)}
 
 
-class DiffusionTask(TrainingTask):
+class DiffusionTask(TranslatorTask):
     """ε_θ on random real tiles, with an exponential moving average of its weights for sampling.
 
     Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every time
@@ -219,7 +219,6 @@ class DiffusionTask(TrainingTask):
     """
 
     model_format = FORMATS["diffusion"]
-    files = TRANSLATOR_FILES
     log_columns = ("step", "denoising_mse", "seconds")
     progress_label = "translate train (diffusion)"
 
@@ -244,19 +243,6 @@ class DiffusionTask(TrainingTask):
     def translator(self) -> DiffusionTranslator:
         return DiffusionTranslator(self.averaged, self.synthetic_scale, self.real_scale, config=self.config,
                                    noise=self.real_noise, **self.statistics)
-
-    def description(self) -> dict:
-        return self.translator().description()
-
-    def check_resumable(self, config: dict, path: Path) -> None:
-        check_resumable(config, self.description(), path)
-
-    def extra_state(self) -> dict:
-        return {"rng_tiles": self.tiles.bit_generator.state, "rng_noise": self.noise.get_state()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.tiles.bit_generator.state = state["rng_tiles"]
-        self.noise.set_state(state["rng_noise"])
 
     def batches(self) -> Iterator[torch.Tensor]:
         self.started = time.time()

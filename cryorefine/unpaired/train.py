@@ -25,7 +25,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,13 +33,14 @@ from cryorefine.gan.losses import discriminator_loss, generator_adversarial_loss
 from cryorefine.gan.models import Generator, channel_widths
 from cryorefine.metrics.micrographs import LOW_PASS_SIGMA_PX
 from cryorefine.normalisation import Normalisation
-from cryorefine.training import TRANSLATOR_FILES, MixedPrecision, TrainingLoop, TrainingTask
-from cryorefine.unpaired.config import FORMATS, INPUTS, UnpairedConfig, check_resumable, translator_description
+from cryorefine.training import MixedPrecision, TrainingLoop
+from cryorefine.unpaired.config import FORMATS, INPUTS, UnpairedConfig, translator_description
 from cryorefine.unpaired.data import domain_normalisation, random_tiles
 from cryorefine.unpaired.diffusion import gaussian_low_pass
 from cryorefine.unpaired.losses import patch_nce
 from cryorefine.unpaired.methods import MicrographNoise
 from cryorefine.unpaired.model import MaskConditionedGenerator, PatchProjector, UnconditionalDiscriminator
+from cryorefine.unpaired.task import TranslatorTask
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def physics_images(cleans: list[np.ndarray], noise: MicrographNoise, dose_per_pi
             for copy in range(copies) for index, clean in enumerate(cleans)]
 
 
-class ContrastiveTask(TrainingTask):
+class ContrastiveTask(TranslatorTask):
     """Both generators, both PatchGANs and the PatchNCE projector on standardised random tiles.
 
     Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every noise map
@@ -97,7 +97,6 @@ class ContrastiveTask(TrainingTask):
     """
 
     model_format = FORMATS["contrastive"]
-    files = TRANSLATOR_FILES
     log_columns = ("step", "adversarial", "cycle", "identity", "nce", "rpsd", "histogram", "structure",
                    "discriminator", "seconds")
     progress_label = "translate train (contrastive)"
@@ -134,19 +133,6 @@ class ContrastiveTask(TrainingTask):
 
     def translator(self) -> Translator:
         return Translator(self.g_ab, self.synthetic_scale, self.real_scale, self.config, self.real_noise)
-
-    def description(self) -> dict:
-        return self.translator().description()
-
-    def check_resumable(self, config: dict, path: Path) -> None:
-        check_resumable(config, self.description(), path)
-
-    def extra_state(self) -> dict:
-        return {"rng_tiles": self.tiles.bit_generator.state, "rng_noise": self.noise.get_state()}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.tiles.bit_generator.state = state["rng_tiles"]
-        self.noise.set_state(state["rng_noise"])
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         self.started = time.time()
