@@ -40,12 +40,20 @@ def _flat(cls, values: Any, where: str):
     return cls(**{f.name: _field(values, f.name, where) for f in fields(cls)})
 
 
+class _FlatRecord:
+    """A result whose fields are plain JSON values under their own names; `where` names it in errors."""
+
+    @classmethod
+    def from_dict(cls, values: Any, where: str):
+        return _flat(cls, values, where)
+
+
 def _optional(cls, values: Any, where: str):
     return None if values is None else cls.from_dict(values, where)
 
 
 @dataclass(frozen=True)
-class RpsdScores:
+class RpsdScores(_FlatRecord):
     """Distances of fake from raw radial power spectra: whole images, inside and outside the particle mask."""
 
     l1: float
@@ -55,26 +63,20 @@ class RpsdScores:
     outside_l1: float
     outside_mse: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "rpsd") -> RpsdScores:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class PixelErrors:
+class PixelErrors(_FlatRecord):
     """Paired pixel errors of fake against raw, and the distance of their pooled pixel-value distributions."""
 
     l1: float
     mse: float
     wasserstein1: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "pixel") -> PixelErrors:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class Moments:
+class Moments(_FlatRecord):
     """Of all pixel values of a set."""
 
     mean: float
@@ -82,9 +84,6 @@ class Moments:
     skewness: float
     excess_kurtosis: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str) -> Moments:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class SetMoments:
 
 
 @dataclass(frozen=True)
-class ClassifierSpread:
+class ClassifierSpread(_FlatRecord):
     """Two-sample classifier test repeated with seeds seed, seed+1, ...: ROC AUC mean, std and each run's."""
 
     auc: float
@@ -110,39 +109,30 @@ class ClassifierSpread:
     n_test: int
     steps: int
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "classifier") -> ClassifierSpread:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class FrcComparison:
+class FrcComparison(_FlatRecord):
     """Fourier ring correlation of fake and of raw with the clean sim, per ring from DC to Nyquist."""
 
     fake_vs_sim: list[float]
     raw_vs_sim: list[float]
     mean_abs_difference: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "frc") -> FrcComparison:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class NoisePowerComparison:
+class NoisePowerComparison(_FlatRecord):
     """Noise power spectra of the residuals fake − sim and raw − sim, and their mean log distance."""
 
     fake_minus_sim: list[float]
     raw_minus_sim: list[float]
     log_l1: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "noise_power") -> NoisePowerComparison:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class RpsdCurves:
+class RpsdCurves(_FlatRecord):
     """Set-mean RPSD curves over `frequency` (ring centres, fraction of Nyquist), for plots."""
 
     frequency: list[float]
@@ -150,13 +140,10 @@ class RpsdCurves:
     rpsd_raw: list[float]
     rpsd_sim: list[float] | None
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "curves") -> RpsdCurves:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
-class EvaluatedFiles:
+class EvaluatedFiles(_FlatRecord):
     """The STAR files `evaluate particles` scored, and the pixel size it read from raw's optics."""
 
     fake: str
@@ -164,9 +151,6 @@ class EvaluatedFiles:
     sim: str | None
     pixel_size: float
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "inputs") -> EvaluatedFiles:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
@@ -202,12 +186,12 @@ class ParticleMetrics:
         values = _object(values, "")
         take = lambda name: _field(values, name, "")  # noqa: E731
         return cls(n_images=take("n_images"), box=take("box"), seed=take("seed"),
-                   mask_diameter_px=take("mask_diameter_px"), rpsd=RpsdScores.from_dict(take("rpsd")),
-                   pixel=PixelErrors.from_dict(take("pixel")), moments=SetMoments.from_dict(take("moments")),
-                   classifier=ClassifierSpread.from_dict(take("classifier")),
+                   mask_diameter_px=take("mask_diameter_px"), rpsd=RpsdScores.from_dict(take("rpsd"), "rpsd"),
+                   pixel=PixelErrors.from_dict(take("pixel"), "pixel"), moments=SetMoments.from_dict(take("moments")),
+                   classifier=ClassifierSpread.from_dict(take("classifier"), "classifier"),
                    frc=_optional(FrcComparison, take("frc"), "frc"),
                    noise_power=_optional(NoisePowerComparison, take("noise_power"), "noise_power"),
-                   curves=RpsdCurves.from_dict(take("curves")),
+                   curves=RpsdCurves.from_dict(take("curves"), "curves"),
                    inputs=_optional(EvaluatedFiles, values.get("inputs"), "inputs"))
 
     @classmethod
@@ -247,7 +231,7 @@ class MicrographScores:
 
 
 @dataclass(frozen=True)
-class HeldOutReal:
+class HeldOutReal(_FlatRecord):
     """The real micrographs' held-out strips the sets were scored against, cut into `tiles` tiles."""
 
     files: list[str]
@@ -255,9 +239,6 @@ class HeldOutReal:
     tiles: int
     noise_power: list[float]
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str = "real") -> HeldOutReal:
-        return _flat(cls, values, where)
 
 
 @dataclass(frozen=True)
@@ -275,11 +256,11 @@ class MicrographMetrics:
         values = _object(values, "")
         return cls(sets={name: MicrographScores.from_dict(scores, name) for name, scores in values.items()
                          if name != "real"},
-                   real=HeldOutReal.from_dict(_field(values, "real", "")))
+                   real=HeldOutReal.from_dict(_field(values, "real", ""), "real"))
 
 
 @dataclass(frozen=True)
-class DenoisingScore:
+class DenoisingScore(_FlatRecord):
     """A denoiser's output on one test set against the paired sims (see cryorefine.metrics.downstream)."""
 
     correlation: float  # mean over particles of Pearson(denoised, sim)
@@ -295,9 +276,6 @@ class DenoisingScore:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: Any, where: str) -> DenoisingScore:
-        return _flat(cls, values, where)
 
 
 def read_denoising_scores(folder: Path) -> dict[str, dict[str, DenoisingScore]]:
