@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mrcfile
@@ -15,7 +16,8 @@ from cryorefine.cli import main
 from cryorefine.errors import InputError
 from cryorefine.io.mrc import read_stack
 from cryorefine.io.star import read_particle_star, write_particle_star
-from cryorefine.metrics.results import MalformedMetrics, ParticleMetrics, read_denoising_scores
+from cryorefine.metrics.results import (DenoisingReport, MalformedMetrics, ParticleMetrics, PickingReport,
+                                        read_denoising_scores)
 from cryorefine.noise import fit_noise_models
 
 N, BOX = 40, 32
@@ -145,6 +147,64 @@ def test_downstream_denoising_from_the_command_line(pairs, tmp_path):
     scores = read_denoising_scores(out)
     assert {test: {name: score.to_dict() for name, score in by_set.items()} for test, by_set in scores.items()} \
         == report["scores"]
+
+
+def test_downstream_json_reads_back_unchanged_and_a_missing_field_is_named(pairs, tmp_path):
+    out = tmp_path / "downstream"
+    assert main(["evaluate", "denoising", "--train", f"oracle={pairs / 'raw.star'}", f"gaussian={pairs / 'fake.star'}",
+                 "--clean", str(pairs / "sim.star"), "--raw", str(pairs / "raw.star"), "--sim", str(pairs / "sim.star"),
+                 "--steps", "2", "--repeats", "1", "--out", str(out)]) == 0
+    text = (out / "downstream.json").read_text()
+    written = json.loads(text)
+    report = DenoisingReport.read(out)
+    assert report.to_dict() == written and DenoisingReport.from_dict(written) == report
+    assert json.dumps(report.to_dict(), indent=2) + "\n" == text  # same keys in the same order
+    assert report.denoiser.dilations == (1, 2, 4, 8, 1) and report.tests["held-out"][1] == str(pairs / "sim.star")
+    del written["denoiser"]["steps"]
+    (out / "downstream.json").write_text(json.dumps(written))
+    with pytest.raises(InputError, match="downstream.json: .*missing field 'denoiser.steps'") as error:
+        DenoisingReport.read(out)
+    assert len(str(error.value).splitlines()) == 1
+
+
+def _picking_json() -> dict:
+    """picking.json as `evaluate picking` writes it: one training set, two pickers."""
+    runs = [{"average_precision": ap, "n_true": 4, "n_picks": picks, "n_matched": 4, "max_recall": 1.0}
+            for ap, picks in ((0.25, 420), (0.75, 427))]
+    return {"results": {"gaussian": {"average_precision": 0.5, "average_precision_std": 0.35, "max_recall": 1.0,
+                                     "n_true": 4, "n_matched": 4, "runs": runs, "n_train_particles": 16,
+                                     "seconds": 6.5}},
+            "test": "realbg", "particle_diameter_a": 110.0,
+            "picker": {"downsample": 1.0, "label_radius_px": 2.75, "steps": 5, "pretrained": False, "seed": 0,
+                       "repeats": 2}}
+
+
+def test_picking_json_reads_back_unchanged(tmp_path):
+    text = json.dumps(_picking_json(), indent=2) + "\n"
+    (tmp_path / "picking.json").write_text(text)
+    report = PickingReport.read(tmp_path)
+    assert report.to_dict() == _picking_json() and PickingReport.from_dict(_picking_json()) == report
+    assert json.dumps(report.to_dict(), indent=2) + "\n" == text  # same keys in the same order
+    assert report.results["gaussian"].runs[1].n_picks == 427 and report.picker.label_radius_px == 2.75
+
+
+@pytest.mark.parametrize("keys, named", [
+    (("picker", "repeats"), "picker.repeats"),
+    (("results", "gaussian", "runs", 1, "n_picks"), "results.gaussian.runs[1].n_picks"),
+    (("particle_diameter_a",), "particle_diameter_a"),
+])
+def test_a_field_missing_from_picking_json_is_named(tmp_path, keys, named):
+    written = _picking_json()
+    parent = written
+    for key in keys[:-1]:
+        parent = parent[key]
+    del parent[keys[-1]]
+    with pytest.raises(MalformedMetrics, match=f"missing field '{re.escape(named)}'"):
+        PickingReport.from_dict(written)
+    (tmp_path / "picking.json").write_text(json.dumps(written))
+    with pytest.raises(InputError, match=f"picking.json: .*missing field '{re.escape(named)}'") as error:
+        PickingReport.read(tmp_path)
+    assert len(str(error.value).splitlines()) == 1
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -38,7 +38,7 @@ def test_perfect_picks_give_ap_one():
 def test_missed_particles_lower_recall():
     picks = _picks(TRUE[:2], [0.9, 0.8])
     assert average_precision(picks, TRUE, assignment_radius=3) == pytest.approx(0.5)
-    assert evaluate_picks([picks], [TRUE], 3)["max_recall"] == pytest.approx(0.5)
+    assert evaluate_picks([picks], [TRUE], 3).max_recall == pytest.approx(0.5)
 
 
 def test_false_positive_ranked_first():
@@ -77,8 +77,8 @@ def test_pooled_over_micrographs():
     first, second = _picks(TRUE[:2], [0.9, 0.3]), _picks([TRUE[0], [90, 90]], [0.6, 0.5])
     result = evaluate_picks([first, second], [TRUE[:2], TRUE[:1]], 3)
     # by score: TP (0.9), TP (0.6, in the second micrograph), FP, TP; 3 true particles in all
-    assert result["average_precision"] == pytest.approx((1 + 1 + 3 / 4) / 3)
-    assert (result["n_true"], result["n_picks"], result["n_matched"]) == (3, 4, 3)
+    assert result.average_precision == pytest.approx((1 + 1 + 3 / 4) / 3)
+    assert (result.n_true, result.n_picks, result.n_matched) == (3, 4, 3)
     assert average_precision(np.empty((0, 3)), TRUE, 3) == 0.0
     with pytest.raises(InputError):
         evaluate_picks([first], [TRUE, TRUE], 3)
@@ -166,12 +166,12 @@ def test_trained_picker_finds_blobs_and_wrong_labels_do_not(blobs):
     results = picking_experiment({"right": (micrographs[:2], coordinates[:2]),
                                   "wrong": (micrographs[:2], wrong)},
                                  (micrographs[2:], coordinates[2:]), particle_radius=8, config=SMALL, repeats=2)
-    assert results["right"]["average_precision"] > 0.8
-    runs = [run["average_precision"] for run in results["right"]["runs"]]
-    assert len(runs) == 2 and results["right"]["average_precision"] == pytest.approx(np.mean(runs))
-    assert results["right"]["average_precision_std"] == pytest.approx(np.std(runs, ddof=1))
-    assert results["wrong"]["average_precision"] < 0.3
-    assert results["right"]["n_true"] == 14 and results["right"]["n_train_particles"] == 28
+    assert results["right"].average_precision > 0.8
+    runs = [run.average_precision for run in results["right"].runs]
+    assert len(runs) == 2 and results["right"].average_precision == pytest.approx(np.mean(runs))
+    assert results["right"].average_precision_std == pytest.approx(np.std(runs, ddof=1))
+    assert results["wrong"].average_precision < 0.3
+    assert results["right"].n_true == 14 and results["right"].n_train_particles == 28
 
     untrained = train_picker(micrographs[:2], coordinates[:2], replace(SMALL, steps=0))
     picks = pick(untrained, micrographs[2], radius=8)

@@ -138,6 +138,8 @@ def test_translate_without_a_model_is_a_one_line_error(tmp_path, scenes):
 
 
 def test_picking_experiment_from_the_command_line(tmp_path, scenes):
+    from cryorefine.metrics.results import PickingReport
+
     pytest.importorskip("topaz")
     real = REAL
     for name, source in (("gaussian", ["--baseline", "gaussian"]),
@@ -147,10 +149,11 @@ def test_picking_experiment_from_the_command_line(tmp_path, scenes):
     result = run_cli("evaluate", "picking", "--train", f"gaussian={tmp_path / 'gaussian'}", "--test",
                      tmp_path / "realbg", "--particle-diameter", "110", "--steps", "5", "--out", out)
     assert result.returncode == 0, result.stderr
-    report = json.loads((out / "picking.json").read_text())
-    values = report["results"]["gaussian"]
-    assert 0 <= values["average_precision"] <= 1 and values["n_true"] > 0
-    assert values["n_train_particles"] == 16  # 8 per training micrograph
+    report = PickingReport.read(out)
+    assert report.to_dict() == json.loads((out / "picking.json").read_text())
+    scores = report.results["gaussian"]
+    assert 0 <= scores.average_precision <= 1 and scores.n_true > 0
+    assert scores.n_train_particles == 16  # 8 per training micrograph
 
     for bad in ([], ["--particle-diameter", "-5"], ["--particle-diameter", "100000"]):
         result = run_cli("evaluate", "picking", "--train", f"gaussian={tmp_path / 'gaussian'}", "--test",

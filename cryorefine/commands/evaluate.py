@@ -36,7 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,7 +47,8 @@ from cryorefine.commands.options import action_help, add_project_dir
 from cryorefine.errors import InputError, SettingsError
 from cryorefine.metrics.config import (PICKING_REPEATS, ClassifierConfig, DenoiserConfig, MicrographScoreConfig,
                                        PickerConfig)
-from cryorefine.metrics.results import EvaluatedFiles, HeldOutReal, MicrographMetrics, ParticleMetrics
+from cryorefine.metrics.results import (DenoisingReport, EvaluatedFiles, HeldOutReal, MicrographMetrics,
+                                        ParticleMetrics, PickerSettings, PickingReport)
 
 if TYPE_CHECKING:  # torch-backed; imported where used, so that --help and argument errors answer at once
     from cryorefine.io.atomic import StagedOutputDir
@@ -315,14 +316,13 @@ def evaluate_downstream(args: argparse.Namespace) -> None:
         scores = downstream_scores(training_images, test_images, oracle, floor, config)
     except ValueError as exc:  # a constant or too small set
         raise InputError(args.clean, f"downstream score: {exc}") from None
-    report = {"scores": {test: {name: score.to_dict() for name, score in by_method.items()}
-                         for test, by_method in scores.items()},
-              "oracle": oracle, "floor": floor, "denoiser": asdict(config),
-              "training_sets": {name: str(path) for name, path in training_paths.items()},
-              "clean": str(args.clean), "tests": {name: [str(a), str(b)] for name, (a, b) in tests.items()}}
+    report = DenoisingReport(scores=scores, oracle=oracle, floor=floor, denoiser=config,
+                             training_sets={name: str(path) for name, path in training_paths.items()},
+                             clean=str(args.clean),
+                             tests={name: [str(path) for path in pair] for name, pair in tests.items()})
     with StagedOutputDir(args.out) as out:
-        write_json(out.path(EvaluationFolder.DOWNSTREAM), report)
-    for test, by_method in scores.items():
+        write_json(out.path(EvaluationFolder.DOWNSTREAM), report.to_dict())
+    for test, by_method in report.scores.items():
         for name, score in by_method.items():
             gap = "" if score.gap_closed is None else f", gap closed {score.gap_closed:.2f} ± {score.gap_closed_std:.2f}"
             log.info("%s, denoiser trained on %s: correlation %.4f ± %.4f (%d seeds), FRC %.3f%s", test, name,
@@ -428,13 +428,14 @@ def evaluate_picking(args: argparse.Namespace) -> None:
     config = PickerConfig.for_particle(diameter_px, steps=args.steps, pretrained=args.pretrained, seed=args.seed)
     results = picking_experiment(train_sets, (test_images, test_xy), particle_radius=diameter_px / 2, config=config,
                                  repeats=args.repeats)
-    for name, values in results.items():
+    report = PickingReport(results=results, test=str(args.test), particle_diameter_a=args.particle_diameter,
+                           picker=PickerSettings(downsample=config.downsample, label_radius_px=config.label_radius,
+                                                 steps=config.steps, pretrained=config.pretrained, seed=config.seed,
+                                                 repeats=args.repeats))
+    for name, scores in report.results.items():
         log.info("%s: average precision %.3f ± %.3f (%d seeds; %d of %d particles found)", name,
-                 values["average_precision"], values["average_precision_std"], args.repeats,
-                 values["n_matched"], values["n_true"])
-    report = {"results": results, "test": str(args.test), "particle_diameter_a": args.particle_diameter,
-              "picker": {"downsample": config.downsample, "label_radius_px": config.label_radius, "steps": config.steps,
-                         "pretrained": config.pretrained, "seed": config.seed, "repeats": args.repeats}}
+                 scores.average_precision, scores.average_precision_std, report.picker.repeats,
+                 scores.n_matched, scores.n_true)
     with StagedOutputDir(args.out) as out:
-        write_json(out.path(EvaluationFolder.PICKING), report)
+        write_json(out.path(EvaluationFolder.PICKING), report.to_dict())
     log.info("picking results in %s", args.out / EvaluationFolder.PICKING)

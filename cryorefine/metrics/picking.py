@@ -28,6 +28,7 @@ from torch import nn
 
 from cryorefine.errors import CryorefineError, InputError, SettingsError
 from cryorefine.metrics.config import PICKING_REPEATS, PickerConfig
+from cryorefine.metrics.results import PickingRun, PickingScores
 from cryorefine.physics.imaging import fourier_resize
 from cryorefine.progress import Progress
 
@@ -224,7 +225,7 @@ def match_picks(picks: np.ndarray, true_xy: np.ndarray, assignment_radius: float
 
 
 def evaluate_picks(picks: Sequence[np.ndarray], true_xy: Coordinates,
-                   assignment_radius: float) -> dict[str, float | int]:
+                   assignment_radius: float) -> PickingRun:
     """AP of picks pooled over micrographs (one (n, 3) array and one (m, 2) array per micrograph).
 
     AP as scikit-learn's average_precision_score, sum over score thresholds of
@@ -243,20 +244,20 @@ def evaluate_picks(picks: Sequence[np.ndarray], true_xy: Coordinates,
     true_positives = np.cumsum(hits)[last_of_tie]
     precision = true_positives / (np.flatnonzero(last_of_tie) + 1)
     recall = true_positives / n_true
-    return {"average_precision": float(np.sum(np.diff(recall, prepend=0.0) * precision)),
-            "n_true": n_true, "n_picks": len(scores), "n_matched": int(matched.sum()),
-            "max_recall": float(matched.sum() / n_true)}
+    return PickingRun(average_precision=float(np.sum(np.diff(recall, prepend=0.0) * precision)),
+                      n_true=n_true, n_picks=len(scores), n_matched=int(matched.sum()),
+                      max_recall=float(matched.sum() / n_true))
 
 
 def average_precision(picks: np.ndarray, true_xy: np.ndarray, assignment_radius: float) -> float:
     """AP of one micrograph's picks; see `evaluate_picks`."""
-    return float(evaluate_picks([picks], [true_xy], assignment_radius)["average_precision"])
+    return evaluate_picks([picks], [true_xy], assignment_radius).average_precision
 
 
 def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]],
                        test: tuple[Micrographs, Coordinates], particle_radius: float,
                        config: PickerConfig | None = None, assignment_radius: float | None = None,
-                       repeats: int = PICKING_REPEATS) -> dict[str, dict]:
+                       repeats: int = PICKING_REPEATS) -> dict[str, PickingScores]:
     """Train `repeats` pickers per named training set (seeds config.seed, +1, ...; same config),
     pick the same held-out micrographs with each (NMS radius = `particle_radius`, original px)
     and score the picks: average precision as mean and std over the seeds, and each seed's scores.
@@ -269,7 +270,7 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
     test_micrographs, test_xy = test
     _check_pairs(test_micrographs, test_xy)
     radius = particle_radius if assignment_radius is None else assignment_radius
-    results = {}
+    results: dict[str, PickingScores] = {}
     progress = Progress(len(train_sets) * repeats, "picking", unit="picker")
     for name, (micrographs, coordinates) in train_sets.items():
         start = time.perf_counter()
@@ -278,14 +279,14 @@ def picking_experiment(train_sets: Mapping[str, tuple[Micrographs, Coordinates]]
             picker = train_picker(micrographs, coordinates, replace(config, seed=config.seed + repeat))
             picks = [pick(picker, micrograph, particle_radius) for micrograph in test_micrographs]
             runs.append(evaluate_picks(picks, test_xy, radius))
-            progress.set_postfix(last=f"{name} AP {runs[-1]['average_precision']:.3f}")
+            progress.set_postfix(last=f"{name} AP {runs[-1].average_precision:.3f}")
             progress.update()
-        precisions = [run["average_precision"] for run in runs]
-        results[name] = {"average_precision": float(np.mean(precisions)),
-                         "average_precision_std": float(np.std(precisions, ddof=1)) if repeats > 1 else 0.0,
-                         "max_recall": float(np.mean([run["max_recall"] for run in runs])),
-                         "n_true": runs[0]["n_true"], "n_matched": int(round(np.mean([r["n_matched"] for r in runs]))),
-                         "runs": runs, "n_train_particles": sum(len(xy) for xy in coordinates),
-                         "seconds": round(time.perf_counter() - start, 1)}
+        precisions = [run.average_precision for run in runs]
+        results[name] = PickingScores(
+            average_precision=float(np.mean(precisions)),
+            average_precision_std=float(np.std(precisions, ddof=1)) if repeats > 1 else 0.0,
+            max_recall=float(np.mean([run.max_recall for run in runs])), n_true=runs[0].n_true,
+            n_matched=int(round(np.mean([run.n_matched for run in runs]))), runs=runs,
+            n_train_particles=sum(len(xy) for xy in coordinates), seconds=round(time.perf_counter() - start, 1))
     progress.close()
     return results
