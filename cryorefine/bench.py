@@ -10,6 +10,7 @@ each in a fresh process, and reads that process's peak RSS from the kernel.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import resource
@@ -93,6 +94,18 @@ class ApplyBench:
     device: str
     images_per_s: float  # `cryorefine apply` end to end: read sim stack, GAN, write stack and STAR
     peak_rss_mb: float
+
+
+@dataclass
+class TranslateBench:
+    method: str
+    tile: int
+    batch_size: int
+    device: str
+    steps_per_s: float  # training steps (both generators and discriminators, or one denoiser update)
+    micrograph_px: int
+    translate_s: float  # one micrograph through `translate apply`'s tile-wise translation
+    peak_gpu_mb: float | None
 
 
 @dataclass
@@ -332,7 +345,7 @@ def bench_train(n: int = 2000, box: int = 64, batch_size: int = 16, steps: int =
 def bench_apply(n: int = 2000, box: int = 64, batch_size: int = 64, device: str = "cpu",
                 model: ModelConfig = ModelConfig()) -> ApplyBench:
     """`cryorefine apply` end to end on a simulated stack, with an (untrained) model of the given size."""
-    from cryorefine import cli
+    from cryorefine.commands import apply as apply_command
     from cryorefine.device import resolve_device
     from cryorefine.gan.onthefly import OnTheFlyPairs
     from cryorefine.gan.trainer import Trainer
@@ -346,16 +359,71 @@ def bench_apply(n: int = 2000, box: int = 64, batch_size: int = 64, device: str 
         Trainer(source, folder / "model", model, LossConfig(), TrainConfig(max_validation=16), torch_device).save()
         source.close()
         simulate_pairs(SimulateConfig(particles=star_path, map=map_path, out=folder / "pairs", device=str(torch_device)))
-        args = cli.build_parser().parse_args(["apply", "--model", str(folder / "model"), "--particles",
-                                              str(folder / "pairs" / PairsFolder.SIM_STAR),
-                                              "--out", str(folder / "applied"), "--batch-size", str(batch_size),
-                                              "--device", str(torch_device)])
+        parser = argparse.ArgumentParser()
+        apply_command.add_args(parser)
+        args = parser.parse_args(["--model", str(folder / "model"), "--particles",
+                                  str(folder / "pairs" / PairsFolder.SIM_STAR), "--out", str(folder / "applied"),
+                                  "--batch-size", str(batch_size), "--device", str(torch_device)])
         started = time.perf_counter()
-        args.run(args)
+        apply_command.main(args)
         _sync(torch_device)
         rate = n / (time.perf_counter() - started)
     return ApplyBench(particles=n, box=box, batch_size=batch_size, device=str(torch_device),
                       images_per_s=round(rate, 1), peak_rss_mb=round(_peak_rss_mb(), 1))
+
+
+def bench_translate(method: str = "contrastive", size: int = 1024, tile: int = 64, batch_size: int = 8,
+                    steps: int = 20, device: str = "cpu", model: ModelConfig = ModelConfig(),
+                    warmup: int = 2) -> TranslateBench:
+    """A translator's training rate on tiles of blob micrographs against the bundled real micrograph,
+    and the time to translate one `size`² micrograph (256-px windows, as `translate apply`)."""
+    from scipy.ndimage import gaussian_filter
+
+    from cryorefine.demo import BUNDLE
+    from cryorefine.device import resolve_device
+    from cryorefine.training import TrainingLoop
+    from cryorefine.unpaired.config import DiffusionConfig, UnpairedConfig
+    from cryorefine.unpaired.data import real_micrograph
+    from cryorefine.unpaired.diffusion import DiffusionTask
+    from cryorefine.unpaired.methods import translate_micrograph
+    from cryorefine.unpaired.train import ContrastiveTask
+
+    torch_device = resolve_device(device)
+    rng = np.random.default_rng(0)
+    dose = 40.0 * 4.0**2  # 40 e/Å² at 4 Å/px
+    spikes = np.zeros((size, size))
+    spikes[tuple(rng.integers(0, size, (2, size**2 // 2000)))] = 2 * np.pi * 6.0**2  # Gaussians of height 1
+    blobs = gaussian_filter(spikes, 6.0)
+    clean, mask = (dose * (1 - 0.2 * blobs)).astype(np.float32), (blobs > 0.1).astype(np.float32)
+    real = real_micrograph(BUNDLE / "micrograph_real.mrc", 4.0, 0.25)[0]
+    if method == "diffusion":
+        config = DiffusionConfig(model=model, tile=tile, batch_size=batch_size)
+        task = DiffusionTask([clean], [real], config, torch_device)
+    else:
+        config = UnpairedConfig(model=model, tile=tile, batch_size=batch_size)
+        task = ContrastiveTask([clean], [mask], [real], config, dose, torch_device)
+    loop = TrainingLoop(task, None, warmup + steps, warmup + steps, warmup + steps, torch_device,
+                        amp=torch_device.type == "cuda")
+    batches = task.batches()
+    if torch_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(torch_device)
+    for _ in range(warmup):
+        loop.take_step(next(batches))
+    _sync(torch_device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        loop.take_step(next(batches))
+    _sync(torch_device)
+    rate = steps / (time.perf_counter() - started)
+    translator = task.translator()
+    started = time.perf_counter()
+    translate_micrograph(translator, clean, mask, 256, 32, 0, dose, torch_device)
+    _sync(torch_device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(torch_device) / 2**20 if torch_device.type == "cuda" else None
+    return TranslateBench(method=method, tile=tile, batch_size=batch_size, device=str(torch_device),
+                          steps_per_s=round(rate, 2), micrograph_px=size, translate_s=round(seconds, 2),
+                          peak_gpu_mb=None if peak is None else round(peak, 1))
 
 
 # Runs `cryorefine ARGS` and writes the process's own peak RSS (VmHWM, kB) to a file. Not ru_maxrss
@@ -410,7 +478,8 @@ def gpu_measurements(dry_run: bool = False):
     Simulation at 128 and 256 px against `relion_project --ctf` on one CPU core of the same
     machine; on-the-fly training at 256 px (bf16, channels-last; loader, simulation and D+G timed
     apart; MFU from counted FLOPs and the measured bf16 matmul rate; peak GPU memory) without and
-    with torch.compile; apply throughput. Sized to finish in under 8 minutes on one H100. The dry
+    with torch.compile; apply throughput; both translators' training rate and the time to translate a
+    4096² micrograph. Sized to finish in under 8 minutes on one H100. The dry
     run takes the same code paths on the CPU at tiny sizes, in seconds (torch.compile left out:
     its CPU compilation alone takes minutes).
     """
@@ -419,6 +488,9 @@ def gpu_measurements(dry_run: bool = False):
         yield "simulate", bench_simulate(n=16, box=24, device=device, batch_size=8, cryojax=False, rounds=1)
         yield "train", bench_train(n=40, box=24, batch_size=4, steps=1, device=device, num_workers=0, model=small, warmup=1)
         yield "apply", bench_apply(n=16, box=24, batch_size=8, device=device, model=small)
+        for method in ("contrastive", "diffusion"):
+            yield "translate", bench_translate(method, size=96, tile=32, batch_size=2, steps=1, device=device,
+                                               model=small, warmup=1)
         return
     device = "cuda"
     for box, n in ((128, 2000), (256, 1000)):
@@ -427,3 +499,5 @@ def gpu_measurements(dry_run: bool = False):
         yield "train", bench_train(n=2000, box=256, batch_size=32, steps=30, device=device, num_workers=8,
                                    compile=compiled, warmup=5 if compiled else 2)
     yield "apply", bench_apply(n=2000, box=256, batch_size=64, device=device)
+    for method, batch_size in (("contrastive", 8), ("diffusion", 16)):  # the experiment's batches (docs/scene.md)
+        yield "translate", bench_translate(method, size=4096, tile=64, batch_size=batch_size, steps=50, device=device)

@@ -87,7 +87,8 @@ class EngineParameter:
 ENGINE_PARAMETERS = (
     EngineParameter("steps", "--steps", ("train", "translate train"), int, "training steps"),
     EngineParameter("batch_size", "--batch-size", ("train", "translate train"), int, "training batch size"),
-    EngineParameter("device", "--device", ("simulate", "train", "apply", "generate", "scene"), str,
+    EngineParameter("device", "--device", ("simulate", "train", "apply", "generate", "scene", "translate train",
+                                           "translate apply"), str,
                     "cpu, cuda or cuda:N"),
     EngineParameter("box", "--box", ("simulate",), int, "box size of the simulated pairs (px)"),
     EngineParameter("pixel_size", "--pixel-size", ("simulate", "scene"), float,

@@ -67,6 +67,7 @@ EXPECTED = {
     "train": {"loader_wait_ms", "simulate_ms", "step_ms", "simulate_over_step", "gflop_per_step", "images_per_s",
               "compiled", "mfu", "peak_gpu_mb"},
     "apply": {"images_per_s", "peak_rss_mb"},
+    "translate": {"steps_per_s", "translate_s", "peak_gpu_mb"},
 }
 
 
@@ -75,7 +76,8 @@ def test_gpu_script_dry_run_prints_every_measurement_as_finite_json_lines():
     result = run_cli("bench", "gpu", "--dry-run", "--threads", 1)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [row["what"] for row in rows] == ["simulate", "train", "apply"]
+    assert [row["what"] for row in rows] == ["simulate", "train", "apply", "translate", "translate"]
+    assert [row["method"] for row in rows[3:]] == ["contrastive", "diffusion"]
     for row in rows:
         assert EXPECTED[row["what"]] <= row.keys(), row
         for key, value in row.items():

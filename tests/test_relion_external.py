@@ -562,6 +562,9 @@ def test_translate_trains_on_the_real_micrographs_then_translates_the_scene(proj
     # the engine's default method is not spelt out; another one is
     assert plan_steps(parse_job([*argv, "--method", "contrastive"]))[0].engine_args == train.engine_args
     assert plan_steps(parse_job([*argv, "--method", "diffusion"]))[0].engine_args[2:4] == ["--method", "diffusion"]
+    # the device reaches both steps, as in every other mode
+    for step in plan_steps(parse_job([*argv, "--device", "cpu"])):
+        assert step.engine_args[step.engine_args.index("--device") + 1] == "cpu", step.engine_args
     with pytest.raises(JobFailure, match="scene External/job009 holds no scene.json"):
         plan_steps(parse_job([*argv, "--scene", "External/job009/"]))
     (project / "real_micrographs.star").write_text(REAL_MICROGRAPHS_STAR.replace("rlnMicrographName", "rlnImageName"))

@@ -24,6 +24,9 @@ Actions:
          real one's measured power spectrum, fitted on its training part), or real-background (the
          scene's particles on a strip of a real micrograph: real ice and detector noise)
 
+Both actions run on --device (default: a GPU when the machine has one; mixed precision there unless
+--no-amp), in one process: torchrun is refused, as the translators are not split across GPUs.
+
 Score the outputs with `cryorefine evaluate micrographs --sets NAME=DIR ... --real REAL.mrc`.
 
 Examples:
@@ -99,11 +102,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        help="steps between checkpoints that --resume continues from (default %(default)s)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved in --out (same settings; --steps may grow)")
+    train.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
                                formatter_class=argparse.RawDescriptionHelpFormatter, description=action_help(__doc__, "translate", "apply"))
     for action in (train, apply):
         action.set_defaults(command_parser=action)
+        action.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     source = apply.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model folder from translate train")
     source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")
@@ -140,6 +145,17 @@ def _dose_per_pixel(scene_dir: Path) -> float:
     return scene.dose_per_a2 * scene.pixel_size**2
 
 
+def _device(args: argparse.Namespace):
+    """The device of `--device`; one process only (the translators' tasks are not split across ranks)."""
+    from cryorefine.device import resolve_device
+    from cryorefine.training import Distributed
+
+    if Distributed.from_environment().world_size > 1:
+        raise SettingsError("translate runs in one process: start it without torchrun (use --device cuda:N to "
+                            "choose the GPU)")
+    return resolve_device(args.device)
+
+
 def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
     from cryorefine.unpaired.diffusion import train_diffusion
     from cryorefine.unpaired.train import train_translator
@@ -150,6 +166,7 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         raise SettingsError(f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
                                "image (a scene micrograph or the training part of a real one)")
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
+    device, amp = _device(args), not args.no_amp
     new_folder = not args.out.exists()
     try:
         if args.method == "diffusion":
@@ -158,7 +175,7 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                                      condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
                                      guidance=args.guidance, start_level=args.start_level,
                                      log_every=args.log_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
-            train_diffusion(cleans, real, config, args.out, args.resume)
+            train_diffusion(cleans, real, config, args.out, args.resume, device, amp)
         else:
             config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
                                     batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
@@ -167,7 +184,7 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                                     input=args.input, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                                     seed=args.seed)
             dose = _dose_per_pixel(args.scenes) if config.input == "physics" else None
-            train_translator(cleans, masks, real, config, dose, args.out, args.resume)
+            train_translator(cleans, masks, real, config, dose, args.out, args.resume, device, amp)
     except BaseException:
         # A run that fails before its first checkpoint leaves no half-made model folder behind.
         if new_folder and not (args.out / TranslatorFolder.MODEL).exists():
@@ -187,11 +204,12 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
 
     if args.baseline in ("coloured", "real-background") and args.real is None:
         raise SettingsError(f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
+    device = _device(args)
     translator = None
     if args.model is not None:
         if not (args.model / TranslatorFolder.MODEL).exists():
             raise InputError(args.model, f"no {TranslatorFolder.MODEL} (run cryorefine translate train)")
-        translator = load_translator(args.model / TranslatorFolder.MODEL)
+        translator = load_translator(args.model / TranslatorFolder.MODEL).to(device)
         overrides = {k: v for k, v in (("sampling_steps", args.sampling_steps), ("guidance", args.guidance),
                                        ("start_level", args.start_level)) if v is not None}
         if overrides:
@@ -222,7 +240,7 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
             else:
                 seed = args.seed + index
                 if translator is not None:
-                    image = translate_micrograph(translator, clean, mask, args.tile, args.margin, seed, dose)
+                    image = translate_micrograph(translator, clean, mask, args.tile, args.margin, seed, dose, device)
                 elif noise is not None:
                     image = noise.sample(clean, dose, seed)
                 else:

@@ -143,6 +143,11 @@ class DiffusionTranslator:
     def needs_physics(self) -> bool:
         return self.config.start_level < 1
 
+    def to(self, device: torch.device) -> DiffusionTranslator:
+        """This translator with its network on `device`."""
+        self.denoiser.to(device)
+        return self
+
     def description(self) -> dict:
         condition = {"structure_scale": self.structure_scale, "noise_std": self.noise_std,
                      "condition_std": self.condition_std}
@@ -167,23 +172,23 @@ class DiffusionTranslator:
                 raise ValueError("partial diffusion needs the physics image")
             condition = gaussian_low_pass(physics, sigma) / self.condition_std
             x = (math.sqrt(alpha_bar[start].item()) * physics
-                 + math.sqrt(1 - alpha_bar[start].item()) * torch.randn(image.shape, generator=generator, dtype=image.dtype))
+                 + math.sqrt(1 - alpha_bar[start].item()) * torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device))
         else:
-            noise = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+            noise = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
             condition = gaussian_low_pass(structure + self.noise_std * noise, sigma) / self.condition_std
-            x = torch.randn(image.shape, generator=generator, dtype=image.dtype)
+            x = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
         with torch.no_grad():
             for t, s in zip(levels[:-1], levels[1:]):
                 if t == s:
                     continue
                 a_t, a_s = alpha_bar[t].item(), alpha_bar[s].item()
-                eps = self.denoiser(x, condition, torch.full((x.shape[0],), int(t)))
+                eps = self.denoiser(x, condition, torch.full((x.shape[0],), int(t), device=x.device))
                 x0 = ((x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)).clamp(-8, 8)
                 x0 = x0 + inside * (target - gaussian_low_pass(x0, sigma))
                 beta = 1 - a_t / a_s
                 x = (math.sqrt(a_s) * beta / (1 - a_t) * x0 + math.sqrt(a_t / a_s) * (1 - a_s) / (1 - a_t) * x)
                 if s > 0:
-                    x = x + math.sqrt(beta) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+                    x = x + math.sqrt(beta) * torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         return x
 
 
@@ -215,27 +220,29 @@ class DiffusionTask(TranslatorTask):
     """ε_θ on random real tiles, with an exponential moving average of its weights for sampling.
 
     Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every time
-    step and noise map; both are saved with the checkpoint.
+    step and noise map; both are saved with the checkpoint. The denoiser is built on the CPU (the
+    same first weights on any device) and trained on `device`, where `noise` draws too.
     """
 
     model_format = FORMATS["diffusion"]
     log_columns = ("step", "denoising_mse", "seconds")
     progress_label = "translate train (diffusion)"
 
-    def __init__(self, synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig):
-        self.config = config
+    def __init__(self, synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig,
+                 device: torch.device = torch.device("cpu")):
+        self.config, self.device = config, device
         self.synthetic_scale, self.real_scale = domain_normalisation(synthetic), domain_normalisation(real)
         a_images = [self.synthetic_scale.forward(i) for i in synthetic]
         self.b_images = [self.real_scale.forward(i) for i in real]
         self.statistics = condition_statistics(a_images, self.b_images, config.condition_sigma)
         self.real_noise = MicrographNoise.fit(real)
         torch.manual_seed(config.seed)
-        self.denoiser = Denoiser(config.model, config.timesteps)
+        self.denoiser = Denoiser(config.model, config.timesteps).to(device)
         self.averaged = copy.deepcopy(self.denoiser).requires_grad_(False)
         self.optimiser = torch.optim.Adam(self.denoiser.parameters(), lr=config.learning_rate)
-        self.alpha_bar = cosine_alpha_bar(config.timesteps)
+        self.alpha_bar = cosine_alpha_bar(config.timesteps).to(device)
         self.tiles = np.random.default_rng(config.seed)
-        self.noise = torch.Generator().manual_seed(config.seed)
+        self.noise = torch.Generator(device=device).manual_seed(config.seed)
         self.networks = {"denoiser": self.denoiser, DiffusionTranslator.NETWORK: self.averaged}
         self.optimisers = {"denoiser": self.optimiser}
         self.started = time.time()
@@ -247,15 +254,15 @@ class DiffusionTask(TranslatorTask):
     def batches(self) -> Iterator[torch.Tensor]:
         self.started = time.time()
         while True:
-            yield random_tiles(self.b_images, self.config.tile, self.config.batch_size, self.tiles)[0]
+            yield random_tiles(self.b_images, self.config.tile, self.config.batch_size, self.tiles)[0].to(self.device)
 
     def update(self, x0: torch.Tensor, step: int, precision: MixedPrecision) -> dict[str, float]:
         """One denoising step on noised real tiles given their own low-pass, then the average follows."""
         config = self.config
         condition = gaussian_low_pass(x0, config.condition_sigma) / self.statistics["condition_std"]
-        t = torch.randint(1, config.timesteps + 1, (x0.shape[0],), generator=self.noise)
+        t = torch.randint(1, config.timesteps + 1, (x0.shape[0],), generator=self.noise, device=x0.device)
         a = self.alpha_bar[t].view(-1, 1, 1, 1)
-        eps = torch.randn(x0.shape, generator=self.noise)
+        eps = torch.randn(x0.shape, generator=self.noise, device=x0.device)
         with precision.autocast():
             loss = F.mse_loss(self.denoiser(a.sqrt() * x0 + (1 - a).sqrt() * eps, condition, t), eps)
         precision.update(loss, self.optimiser)
@@ -273,14 +280,17 @@ class DiffusionTask(TranslatorTask):
 
 
 def train_diffusion(synthetic: list[np.ndarray], real: list[np.ndarray], config: DiffusionConfig,
-                    out_dir: str | os.PathLike | None = None, resume: bool = False
+                    out_dir: str | os.PathLike | None = None, resume: bool = False,
+                    device: torch.device = torch.device("cpu"), amp: bool = False
                     ) -> tuple[DiffusionTranslator, list[dict]]:
     """Train ε_θ on random real tiles; the synthetic micrographs only set the condition's scale.
 
     With `out_dir` the model, its log and checkpoints are written there (`resume`: continue the run saved there).
+    `amp`: mixed precision on a CUDA `device` (see `cryorefine.training.MixedPrecision`).
     """
-    task = DiffusionTask(synthetic, real, config)
-    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, resume=resume).run()
+    task = DiffusionTask(synthetic, real, config, device)
+    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, device, amp,
+                        resume=resume).run()
     translator = task.translator()
     translator.denoiser.eval()
     return translator, rows

@@ -96,13 +96,15 @@ class MicrographNoise:
 
 
 def translate_micrograph(translator, clean: np.ndarray, mask: np.ndarray, tile: int, margin: int,
-                         seed: int = 0, dose_per_pixel: float | None = None) -> np.ndarray:
+                         seed: int = 0, dose_per_pixel: float | None = None,
+                         device: torch.device = torch.device("cpu")) -> np.ndarray:
     """Whole synthetic micrograph -> real-looking one, in the real micrograph's units.
 
     A translator that starts from the physics image (`needs_physics`) gets the coloured baseline
-    of the micrograph, standardised by itself, drawn with the same seed.
+    of the micrograph, standardised by itself, drawn with the same seed. The windows are translated
+    on `device`, where the translator's network must be and its noise is drawn.
     """
-    noise = torch.Generator().manual_seed(seed)
+    noise = torch.Generator(device=device).manual_seed(seed)
     image = translator.synthetic.forward(clean)
     physics = None
     if translator.needs_physics:
@@ -110,8 +112,10 @@ def translate_micrograph(translator, clean: np.ndarray, mask: np.ndarray, tile: 
             raise ValueError("this translator starts from the physics image: it needs the model's measured real "
                              "spectrum and the scene's dose")
         physics = translator.noise.physics(clean, dose_per_pixel, seed)
-    output = apply_tiled(lambda *x: translator.translate(x[0], x[1], noise, *x[2:]), image, mask, tile=tile,
-                         margin=margin, extra=physics)
+    def translate(image: torch.Tensor, mask: torch.Tensor, *physics: torch.Tensor) -> torch.Tensor:
+        return translator.translate(image.to(device), mask.to(device), noise, *(p.to(device) for p in physics))
+
+    output = apply_tiled(translate, image, mask, tile=tile, margin=margin, extra=physics)
     return translator.real.inverse(output)
 
 

@@ -66,6 +66,11 @@ class Translator:
         """Standardised synthetic tiles (B, 1, H, W) + masks (+ standardised physics tiles) -> real-looking tiles."""
         return self.generator(physics if self.needs_physics else image, mask, generator)
 
+    def to(self, device: torch.device) -> Translator:
+        """This translator with its network on `device`."""
+        self.generator.to(device)
+        return self
+
     def description(self) -> dict:
         return translator_description("contrastive", self.config, self.synthetic, self.real,
                                       None if self.noise is None else self.noise.power)
@@ -93,7 +98,8 @@ class ContrastiveTask(TranslatorTask):
     """Both generators, both PatchGANs and the PatchNCE projector on standardised random tiles.
 
     Two streams seeded by `config.seed`: `tiles` draws every batch's tiles, `noise` every noise map
-    and PatchNCE sample; both are saved with the checkpoint.
+    and PatchNCE sample; both are saved with the checkpoint. The networks are built on the CPU (the
+    same first weights on any device) and trained on `device`, where `noise` draws too.
     """
 
     model_format = FORMATS["contrastive"]
@@ -102,7 +108,8 @@ class ContrastiveTask(TranslatorTask):
     progress_label = "translate train (contrastive)"
 
     def __init__(self, synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
-                 config: UnpairedConfig, dose_per_pixel: float | None = None):
+                 config: UnpairedConfig, dose_per_pixel: float | None = None,
+                 device: torch.device = torch.device("cpu")):
         if config.input not in INPUTS:
             raise ValueError(f"input {config.input!r} is not one of {INPUTS}")
         self.config = config
@@ -117,9 +124,10 @@ class ContrastiveTask(TranslatorTask):
             self.a_images = [self.synthetic_scale.forward(i) for i in synthetic]
             self.masks = masks
         self.b_images = [self.real_scale.forward(i) for i in real]
+        self.device = device
         self.tiles = np.random.default_rng(config.seed)
-        self.noise = torch.Generator().manual_seed(config.seed)
-        self.g_ab, self.g_ba, self.d_a, self.d_b, self.projector = _networks(config)
+        self.noise = torch.Generator(device=device).manual_seed(config.seed)
+        self.g_ab, self.g_ba, self.d_a, self.d_b, self.projector = (network.to(device) for network in _networks(config))
         betas = (config.beta1, 0.999)
         self.optimise_g = torch.optim.Adam(itertools.chain(self.g_ab.parameters(), self.g_ba.parameters(),
                                                            self.projector.parameters()),
@@ -140,7 +148,7 @@ class ContrastiveTask(TranslatorTask):
         while True:
             a, mask = random_tiles(self.a_images, config.tile, config.batch_size, self.tiles, self.masks)
             b, _ = random_tiles(self.b_images, config.tile, config.batch_size, self.tiles)
-            yield a, mask, b
+            yield a.to(self.device), mask.to(self.device), b.to(self.device)
 
     def update(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], step: int,
                precision: MixedPrecision) -> dict[str, float]:
@@ -154,7 +162,7 @@ class ContrastiveTask(TranslatorTask):
             fake_a = g_ba(b, noise)
             adversarial = (generator_adversarial_loss("lsgan", d_b(fake_b))
                            + generator_adversarial_loss("lsgan", d_a(fake_a)))
-            zero = torch.zeros(())
+            zero = torch.zeros((), device=a.device)
             cycle = ((g_ba(fake_b, noise) - a).abs().mean() + (g_ab(fake_a, no_mask, noise) - b).abs().mean()
                      if config.lambda_cycle else zero)
             identity = ((g_ab(b, no_mask, noise) - b).abs().mean() + (g_ba(a, noise) - a).abs().mean()
@@ -192,14 +200,17 @@ class ContrastiveTask(TranslatorTask):
 
 def train_translator(synthetic: list[np.ndarray], masks: list[np.ndarray], real: list[np.ndarray],
                      config: UnpairedConfig, dose_per_pixel: float | None = None,
-                     out_dir: str | os.PathLike | None = None, resume: bool = False) -> tuple[Translator, list[dict]]:
+                     out_dir: str | os.PathLike | None = None, resume: bool = False,
+                     device: torch.device = torch.device("cpu"), amp: bool = False) -> tuple[Translator, list[dict]]:
     """Train on standardised random tiles; returns the translator and this run's log rows.
 
     `dose_per_pixel` (the scenes' counts scale) is needed for the physics input. With `out_dir`
     the model, its log and checkpoints are written there (`resume`: continue the run saved there).
+    `amp`: mixed precision on a CUDA `device` (see `cryorefine.training.MixedPrecision`).
     """
-    task = ContrastiveTask(synthetic, masks, real, config, dose_per_pixel)
-    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, resume=resume).run()
+    task = ContrastiveTask(synthetic, masks, real, config, dose_per_pixel, device)
+    rows = TrainingLoop(task, out_dir, config.steps, config.log_every, config.checkpoint_every, device, amp,
+                        resume=resume).run()
     translator = task.translator()
     translator.generator.eval()
     return translator, rows

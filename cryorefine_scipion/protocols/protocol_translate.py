@@ -68,8 +68,8 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
-        self._insertFunctionStep(self.trainStep, needsGPU=False)
-        self._insertFunctionStep(self.applyStep, needsGPU=False)
+        self._insertFunctionStep(self.trainStep, needsGPU=True)
+        self._insertFunctionStep(self.applyStep, needsGPU=True)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def _sceneDir(self) -> str:
@@ -88,13 +88,15 @@ class ProtCryorefineTranslate(ProtCryorefineBase):
         method = [] if self.method.get() == 0 else ["--method", METHODS[self.method.get()]]
         arguments = [*method, "--scenes", self._sceneDir(), "--real", *real, "--out", self.modelDir(),
                      "--steps", self.steps.get(), "--batch-size", self.batchSize.get(), "--tile", self.tile.get(),
-                     "--base-channels", self.baseChannels.get(), "--depth", self.depth.get(), "--seed", self.seed.get()]
+                     "--base-channels", self.baseChannels.get(), "--depth", self.depth.get(), "--seed", self.seed.get(),
+                     "--device", self._device()]
         arguments += self._extraArguments()
         self._runCryorefine("translate", ["train", *arguments])
 
     def applyStep(self):
         self._runCryorefine("translate", ["apply", "--model", self.modelDir(), "--scenes", self._sceneDir(),
-                                          "--out", self.translatedDir(), "--seed", self.seed.get()])
+                                          "--out", self.translatedDir(), "--seed", self.seed.get(),
+                                          "--device", self._device()])
 
     def createOutputStep(self):
         scene = read_scene(self._sceneDir())
