@@ -21,7 +21,7 @@ from cryorefine.artifacts import PairsFolder
 from cryorefine.device import resolve_device
 from cryorefine.errors import InputError, SettingsError
 from cryorefine.io.atomic import StagedOutputDir, write_json
-from cryorefine.io.mrc import ParticleImages, StackWriter, read_map
+from cryorefine.io.mrc import ParticleImages, StackWriter, read_map, read_voxel_size
 from cryorefine.io.star import (
     CORRELATION_COLUMN,
     ParticleStar,
@@ -186,6 +186,19 @@ class ScaleFit:
 
     def scales(self) -> dict[int, float]:
         return {g: (self.cross[g] / self.power[g] if self.power[g] > 0 else 0.0) for g in self.cross}
+
+
+def require_correlation(scales: dict[int, float], particles: Path, map_path: Path, map_pixel_size: float | None,
+                        pixel: float) -> None:
+    """Refuse sims that no optics group's images correlate with (every fitted scale <= 0), naming what to check:
+    most often the wrong map, or a voxel size that makes the projections the wrong size."""
+    if any(scale > 0 for scale in scales.values()):
+        return
+    voxel = map_pixel_size or read_voxel_size(map_path)
+    source = "--map-pixel-size" if map_pixel_size else "its header"
+    raise InputError(particles, f"the projections of {map_path} do not correlate with these images (sim scale "
+                     f"<= 0): check that it is their map, that its {voxel:g} Å per voxel ({source}) is right against "
+                     f"the particles' {pixel:g} Å, and their poses")
 
 
 class PairSimulator:

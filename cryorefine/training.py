@@ -254,6 +254,11 @@ class TrainingLoop:
 
     def run(self) -> list[dict]:
         """Train up to `steps`; returns the log rows of this run (none if nothing was left to do)."""
+        if self.step >= self.steps:
+            if self.dist.is_main and self.out_dir is not None:
+                log.info("%s was trained to step %d already (--steps %d): nothing left to train; raise --steps to "
+                         "train on", self.out_dir, self.step, self.steps)
+            return []
         writes = self.out_dir is not None and self.dist.is_main
         log_path = self._start_log() if writes else None
         rows: list[dict] = []

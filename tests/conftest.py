@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,3 +35,14 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `cryorefine ARGS` in a subprocess, as a user would."""
     return subprocess.run([sys.executable, "-m", "cryorefine.cli", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_scenes(tmp_path_factory) -> Path:
+    """Two 128-px scene micrographs of 8 TRPV1 at 8 Å/px and 40 e/Å²: enough to train a translator a few steps."""
+    from cryorefine import cli
+
+    folder = tmp_path_factory.mktemp("tiny_scenes") / "scenes"
+    assert cli.main(["scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:8", "--size", "128", "--pixel-size", "8",
+                     "--dose", "40", "--n-micrographs", "2", "--out", str(folder)]) == 0
+    return folder

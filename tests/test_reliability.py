@@ -250,6 +250,35 @@ def test_bad_input_is_one_line_exit_2_and_output_untouched(base, tmp_path, capsy
     _assert_refused(rc, capsys.readouterr().err, expected, out)
 
 
+@pytest.mark.parametrize("cmd", ["generate", "train"])
+@pytest.mark.parametrize("voxel_option", [[], ["--map-pixel-size", "2.5"]])
+def test_a_map_its_images_do_not_match_names_the_voxel_size_to_check(base, tmp_path, capsys, cmd, voxel_option):
+    """A negated map (contrast the wrong way round) fits a sim scale <= 0 to every image: the one line names the
+    map and the voxel size it was read at, where it came from, and the particles' pixel size."""
+    d = tmp_path / "d"
+    shutil.copytree(base, d)
+    _write_map(d / "in/map.mrc", -mrcfile.read(d / "in/map.mrc"))
+    out = _with_earlier_output(d)
+    argv = (_command("generate", d) if cmd == "generate" else
+            ["train", "--particles", d / "simulated/raw.star", "--map", d / "in/map.mrc", "--out", d / "out", "--steps",
+             "1", "--device", "cpu", "--project-dir", d, *TINY])
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in [*argv, *voxel_option]])
+    stderr = capsys.readouterr().err
+    _assert_refused(rc, stderr, f"{d / 'in/map.mrc'} do not correlate", out)
+    source = "2.5 Å per voxel (--map-pixel-size)" if voxel_option else "2 Å per voxel (its header)"
+    assert f"its {source} is right against the particles' 2 Å" in stderr, stderr
+
+
+def test_on_the_fly_options_with_ready_pairs_are_refused_not_ignored(base, tmp_path, capsys):
+    out = _with_earlier_output(tmp_path)
+    capsys.readouterr()
+    rc = cli.main([str(a) for a in [*_command("train", tmp_path), "--pairs", base / "pairs", "--box", "24", "--no-ctf"]])
+    _assert_refused(rc, capsys.readouterr().err, "--box, --no-ctf: on-the-fly simulation options, for --particles", out)
+    assert cli.main([str(a) for a in [*_command("train", tmp_path), "--pairs", base / "pairs", "--project-dir",
+                                      tmp_path, "--out", tmp_path / "new"]]) == 0  # shared with --pairs
+
+
 def _run(argv: list, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cryorefine.cli", *map(str, argv)], capture_output=True, text=True,
                           **kwargs)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_MICROGRAPH, TRPV1
+from conftest import REAL_MICROGRAPH
 from cryorefine import cli
 from cryorefine.errors import InputError, OutputError
 from cryorefine.gan.checkpoint import load_checkpoint
@@ -24,12 +24,9 @@ TINY = ["--steps", "6", "--base-channels", "4", "--depth", "2", "--batch-size", 
         "--checkpoint-every", "2"]
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("training") / "scenes"
-    assert cli.main(["scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:8", "--size", "128", "--pixel-size", "8",
-                     "--dose", "40", "--n-micrographs", "2", "--out", str(folder)]) == 0
-    return folder
+@pytest.fixture
+def scenes(tiny_scenes):
+    return tiny_scenes
 
 
 @pytest.fixture
@@ -87,6 +84,16 @@ def test_translator_resume_refuses_a_different_run(scenes, tmp_path, capsys):
     argv = ["translate", "train", "--scenes", scenes, "--real", REAL_MICROGRAPH, "--out", tmp_path / "new", *TINY]
     assert cli.main([str(a) for a in [*argv, "--resume"]]) == 2
     assert "no translator.pt" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_left_and_keeps_it(scenes, tmp_path, caplog):
+    model = tmp_path / "model"
+    _train(scenes, model, "--steps", "2")
+    saved = (model / "translator.pt").read_bytes(), (model / "log.csv").read_text()
+    with caplog.at_level("INFO"):
+        _train(scenes, model, "--steps", "2", "--resume")
+    assert f"{model} was trained to step 2 already (--steps 2): nothing left to train" in caplog.text
+    assert ((model / "translator.pt").read_bytes(), (model / "log.csv").read_text()) == saved
 
 
 def test_a_model_of_another_kind_is_refused_naming_the_file(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_MICROGRAPH, TRPV1
+from conftest import REAL_MICROGRAPH
 from cryorefine import cli
 from cryorefine.io.mrc import read_micrograph
 from cryorefine.training import TRANSLATOR_FILES, read_checkpoint, write_checkpoint
@@ -16,12 +16,9 @@ TINY = ["--steps", "2", "--base-channels", "4", "--depth", "2", "--batch-size", 
         "--checkpoint-every", "1"]
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("device") / "scenes"
-    assert cli.main(["scene", "--species", f"{TRPV1 / 'consensus_map.mrc'}:6", "--size", "96", "--pixel-size", "8",
-                     "--dose", "40", "--n-micrographs", "1", "--out", str(folder)]) == 0
-    return folder
+@pytest.fixture
+def scenes(tiny_scenes):
+    return tiny_scenes
 
 
 def _run(*argv) -> int:
@@ -90,4 +87,4 @@ def test_both_translators_train_and_translate_on_a_gpu(scenes, tmp_path, method)
     assert _run("translate", "apply", "--model", model, "--scenes", scenes, "--out", out, "--device", "cuda",
                 "--tile", "64", "--margin", "8") == 0
     image, _ = read_micrograph(out / "translated_000.mrc")
-    assert image.shape == (96, 96) and np.isfinite(image).all() and image.std() > 0
+    assert image.shape == (128, 128) and np.isfinite(image).all() and image.std() > 0

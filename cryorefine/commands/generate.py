@@ -24,7 +24,6 @@ import logging
 from pathlib import Path
 
 from cryorefine.commands.options import add_project_dir
-from cryorefine.errors import InputError
 from cryorefine.gan.config import GENERATE_NOISE, NOISE_CHOICES
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def main(args: argparse.Namespace) -> None:
                                     write_particle_star)
     from cryorefine.physics.forward import ForwardModel
     from cryorefine.progress import track
-    from cryorefine.simulate import load_map
+    from cryorefine.simulate import load_map, require_correlation
 
     refuse_output_over_inputs(args.out, files=[args.like, args.map], folders=[args.model])
     stacks = {name: stack_reference(args.out / stack, args.project_dir)
@@ -88,8 +87,8 @@ def main(args: argparse.Namespace) -> None:
     star = ParticleStar(path=args.like, optics=optics, particles=particles, source_version="3.1")
     params = particle_parameters(star)
     row_scale = np.array([scales.get(int(g), 0.0) for g in params.optics_group], dtype=np.float32)
-    if not (row_scale > 0).any():
-        raise InputError(args.like, "the map's projections do not correlate with these images (scale <= 0)")
+    drawn = {int(g): scales.get(int(g), 0.0) for g in np.unique(params.optics_group)}
+    require_correlation(drawn, args.like, args.map, args.map_pixel_size, pixel)
 
     with StagedOutputDir(args.out) as staged:
         with StackWriter(staged.path(ParticlesFolder.PARTICLES_STACK), args.n, box, pixel) as noisy_out, \

@@ -35,20 +35,28 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="particles simulated at once; lower it if memory runs out (default 64)")
 
 
-def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Re-boxing, masking and forward-model options, shared with `train --particles` (one definition)."""
-    parser.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)")
-    parser.add_argument("--pixel-size", type=float, help="target pixel size in Å, by Fourier cropping (default: the particles')")
-    parser.add_argument("--bfactor", type=float, default=0.0, help="extra B-factor envelope in Å² on top of rlnCtfBfactor")
-    parser.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
-                        help="use half map 1 or 2 per particle by rlnRandomSubset")
-    parser.add_argument("--mask", type=Path, help="3D mask; its projection marks the particle for normalisation")
-    parser.add_argument("--mask-diameter", type=float, help="soft circular mask diameter in Å (default: 75%% of the box)")
-    parser.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF")
-    parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
+def add_simulation_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> list[argparse.Action]:
+    """Re-boxing, masking and forward-model options, shared with `train --particles` (one definition).
+    Returns those that act on the simulation only (all but --project-dir)."""
+    simulation = [
+        parser.add_argument("--box", type=int, help="target box in pixels after re-boxing (default: the particles' box)"),
+        parser.add_argument("--pixel-size", type=float,
+                            help="target pixel size in Å, by Fourier cropping (default: the particles')"),
+        parser.add_argument("--bfactor", type=float, default=0.0,
+                            help="extra B-factor envelope in Å² on top of rlnCtfBfactor"),
+        parser.add_argument("--half-maps", type=Path, nargs=2, metavar=("HALF1", "HALF2"),
+                            help="use half map 1 or 2 per particle by rlnRandomSubset"),
+        parser.add_argument("--mask", type=Path, help="3D mask; its projection marks the particle for normalisation"),
+        parser.add_argument("--mask-diameter", type=float,
+                            help="soft circular mask diameter in Å (default: 75%% of the box)"),
+        parser.add_argument("--no-ctf", dest="apply_ctf", action="store_false", help="simulate without the CTF"),
+        parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)"),
+    ]
     add_project_dir(parser)
-    parser.add_argument("--ignore-aberrations", action="store_true",
-                        help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification")
+    simulation.append(parser.add_argument(
+        "--ignore-aberrations", action="store_true",
+        help="simulate even if the optics table has beam tilt, Zernike terms or anisotropic magnification"))
+    return simulation
 
 
 def main(args: argparse.Namespace) -> None:

@@ -65,8 +65,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--particles", type=Path, help="RELION particle STAR file: simulate pairs on the fly (with --map)")
     parser.add_argument("--out", required=True, type=Path, help="model folder to create (or continue with --resume)")
     fly = parser.add_argument_group("on-the-fly simulation (with --particles; as in `cryorefine simulate`)")
-    fly.add_argument("--map", type=Path, help="consensus map (MRC)")
-    add_simulation_args(fly)
+    on_the_fly = [fly.add_argument("--map", type=Path, help="consensus map (MRC)"), *add_simulation_args(fly)]
+    parser.set_defaults(on_the_fly_options=tuple((a.option_strings[0], a.dest, a.default) for a in on_the_fly))
     speed = parser.add_argument_group("speed")
     speed.add_argument("--num-workers", type=int, default=0, help="loader processes reading images ahead (default: 0)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the models (helps on GPU after a warm-up)")
@@ -118,6 +118,10 @@ def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
     from cryorefine.simulate import SimulateConfig
 
     if args.pairs is not None:
+        given = [option for option, dest, default in args.on_the_fly_options if getattr(args, dest) != default]
+        if given:
+            raise SettingsError(f"{', '.join(given)}: on-the-fly simulation options, for --particles; the pairs in "
+                                f"{args.pairs} are simulated already (simulate them again with these options instead)")
         return PairedParticles(args.pairs, args.project_dir)
     if args.map is None:
         raise SettingsError("--particles needs --map (the map to simulate the pairs from)")

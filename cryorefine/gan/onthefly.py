@@ -20,7 +20,7 @@ import torch.distributed as dist
 from cryorefine.errors import InputError
 from cryorefine.gan.data import PairSource, normalisation_of, normalisation_sample
 from cryorefine.normalisation import Normalisation
-from cryorefine.simulate import PairSimulator, ScaleFit, SimulateConfig
+from cryorefine.simulate import PairSimulator, ScaleFit, SimulateConfig, require_correlation
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class OnTheFlyPairs(PairSource):
                                   device=self.simulator.device)
             dist.broadcast(values, src=0)
             scales = dict(zip(sorted(scales), values.tolist()))
-        if not any(s > 0 for s in scales.values()):
-            raise InputError(self.config.particles, "the map's projections do not correlate with these images (scale <= 0)")
+        require_correlation(scales, self.config.particles, self.config.map, self.config.map_pixel_size, self.pixel_size)
         self.scales = scales
         log.info("sim scale per optics group (fitted on %d particles): %s", len(sample), scales)
         return scales
