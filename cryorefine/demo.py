@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -167,11 +169,11 @@ def split_star(star_path: Path, test: int) -> tuple[Path, Path]:
 
 
 def _run(*argv: str | Path) -> None:
-    from cryorefine.cli import main
-
+    """`cryorefine ARGV` in its own process, exactly as a user types it, on this process's torch threads."""
     argv = [str(a) for a in argv]
     log.info("demo: cryorefine %s", " ".join(argv))
-    if main(argv) != 0:
+    command = [sys.executable, "-m", "cryorefine.cli", argv[0], "--threads", str(torch.get_num_threads()), *argv[1:]]
+    if subprocess.run(command).returncode != 0:
         raise CryorefineError(f"demo step failed: cryorefine {' '.join(argv)}")
 
 
