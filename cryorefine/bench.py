@@ -34,7 +34,7 @@ from cryorefine.io.mrc import StackWriter, write_map
 from cryorefine.io.star import particle_parameters, read_particle_star, stack_reference, write_particle_star
 from cryorefine.metrics.correlation import pearson_rows
 from cryorefine.physics.forward import ForwardModel
-from cryorefine.synthetic import blob_map, optics_table, random_particles
+from cryorefine.synthetic import blob_map, blob_micrograph, optics_table, random_particles
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +377,6 @@ def bench_translate(method: str = "contrastive", size: int = 1024, tile: int = 6
                     warmup: int = 2) -> TranslateBench:
     """A translator's training rate on tiles of blob micrographs against the bundled real micrograph,
     and the time to translate one `size`² micrograph (256-px windows, as `translate apply`)."""
-    from scipy.ndimage import gaussian_filter
-
     from cryorefine.demo import BUNDLE
     from cryorefine.device import resolve_device
     from cryorefine.training import TrainingLoop
@@ -389,12 +387,8 @@ def bench_translate(method: str = "contrastive", size: int = 1024, tile: int = 6
     from cryorefine.unpaired.train import ContrastiveTask
 
     torch_device = resolve_device(device)
-    rng = np.random.default_rng(0)
     dose = 40.0 * 4.0**2  # 40 e/Å² at 4 Å/px
-    spikes = np.zeros((size, size))
-    spikes[tuple(rng.integers(0, size, (2, size**2 // 2000)))] = 2 * np.pi * 6.0**2  # Gaussians of height 1
-    blobs = gaussian_filter(spikes, 6.0)
-    clean, mask = (dose * (1 - 0.2 * blobs)).astype(np.float32), (blobs > 0.1).astype(np.float32)
+    clean, mask = blob_micrograph(size, dose)
     real = real_micrograph(BUNDLE / "micrograph_real.mrc", 4.0, 0.25)[0]
     if method == "diffusion":
         config = DiffusionConfig(model=model, tile=tile, batch_size=batch_size)

@@ -1,5 +1,6 @@
 """Synthetic particles with known ground truth, the one builder for `cryorefine bench`, the demo and the
-tests: a map of Gaussian blobs, optics groups, and particle rows with random poses, origins and CTFs."""
+tests: a map of Gaussian blobs, optics groups, particle rows with random poses, origins and CTFs, and a
+micrograph of blobs with its particle mask."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def blob_map(size: int, seed: int | np.random.Generator = 0, n_blobs: int = 12,
         blob = np.exp(-((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) / (2 * width**2))
         volume += blob if amplitudes is None else rng.uniform(*amplitudes) * blob
     return volume
+
+
+def blob_micrograph(size: int, dose_per_pixel: float, seed: int = 0, width_px: float = 6.0,
+                    per_million_px: int = 500, contrast: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """(expected counts, particle mask) of a size² micrograph of Gaussian particles at random places:
+    the counts dip by `contrast` at a particle's centre; the mask is where a particle dips them by 2 % or more."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    spikes = np.zeros((size, size))
+    spikes[tuple(rng.integers(0, size, (2, max(1, size**2 * per_million_px // 10**6))))] = 2 * np.pi * width_px**2
+    blobs = gaussian_filter(spikes, width_px)  # unit-height Gaussians
+    return ((dose_per_pixel * (1 - contrast * blobs)).astype(np.float32),
+            (contrast * blobs >= 0.02).astype(np.float32))
 
 
 def optics_table(box: int, pixel_size: float, groups: int = 1) -> pd.DataFrame:

@@ -47,6 +47,10 @@ class TrainingDiverged(CryorefineError):
     """A loss became NaN or infinite: training stops before the broken weights are saved."""
 
 
+class ResumeRefused(Exception):
+    """A saved run that this run cannot continue exactly; `TrainingLoop` reports it naming the checkpoint."""
+
+
 @dataclass(frozen=True)
 class Distributed:
     """This process's place in a torchrun job (world_size 1 without torchrun)."""
@@ -89,11 +93,16 @@ class MixedPrecision:
     """Autocast and a GradScaler on CUDA when asked (bf16 where supported, else fp16); plain float32 elsewhere."""
 
     def __init__(self, device: torch.device, enabled: bool):
-        self.dtype = None
+        self.dtype: torch.dtype | None = None
         if enabled and device.type == "cuda":
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.device = device
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+
+    @property
+    def name(self) -> str:
+        """What the saved state records: a resumed run must compute in the same precision."""
+        return "float32" if self.dtype is None else str(self.dtype).removeprefix("torch.")
 
     def autocast(self):
         if self.dtype is None:
@@ -202,6 +211,7 @@ class TrainingLoop:
             **{name: network.state_dict() for name, network in self.task.networks.items()},
             **{f"opt_{name}": optimiser.state_dict() for name, optimiser in self.task.optimisers.items()},
             "scaler": self.precision.scaler.state_dict(),
+            "precision": self.precision.name,
             "rng_torch": torch.get_rng_state(),
             "pending_log": list(self._pending),
             **self.task.extra_state(),
@@ -212,6 +222,10 @@ class TrainingLoop:
         config, state = read_checkpoint(self.out_dir, files, (self.task.model_format,), self.device)
         path = self.out_dir / files.checkpoint
         self.task.check_resumable(config, path)
+        saved = state.get("precision", self.precision.name)  # recorded since the translators run on a GPU
+        if saved != self.precision.name:
+            raise InputError(path, f"trained in {saved}, but this run would compute in {self.precision.name}: resume "
+                             "it as it was trained (the same --no-amp, on the same kind of device)")
         try:
             for name, network in self.task.networks.items():
                 network.load_state_dict(state[name])
@@ -219,6 +233,8 @@ class TrainingLoop:
                 optimiser.load_state_dict(state[f"opt_{name}"])
             self.precision.scaler.load_state_dict(state["scaler"])
             self.task.load_extra_state(state)
+        except ResumeRefused as exc:
+            raise InputError(path, str(exc)) from None
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise InputError(path, "cannot resume: the checkpoint does not match this "

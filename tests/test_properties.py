@@ -184,7 +184,7 @@ END_TO_END = {
     "scene": ["scene", "--species", "{root}/scene_map.mrc:3", "--size", "96", "--pixel-size", "4.0032",
               "--min-separation", "60"],
     "translate train": ["translate", "train", "--scenes", "{root}/scenes", "--real", "{real}", "--steps", "2",
-                        "--tile", "32", "--base-channels", "4", "--depth", "2", "--batch-size", "2"],
+                        "--tile", "32", "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--device", "cpu"],
     "translate apply": ["translate", "apply", "--baseline", "coloured", "--real", "{real}", "--scenes",
                         "{root}/scenes", "--tile", "64", "--margin", "8"],
 }

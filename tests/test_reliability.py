@@ -261,7 +261,7 @@ def test_a_map_its_images_do_not_match_names_the_voxel_size_to_check(base, tmp_p
     out = _with_earlier_output(d)
     argv = (_command("generate", d) if cmd == "generate" else
             ["train", "--particles", d / "simulated/raw.star", "--map", d / "in/map.mrc", "--out", d / "out", "--steps",
-             "1", "--device", "cpu", "--project-dir", d, *TINY])
+             "1", "--device", "cpu", "--project-dir", d, "--pixel-size", "4", *TINY])  # the particles are 2 Å
     capsys.readouterr()
     rc = cli.main([str(a) for a in [*argv, *voxel_option]])
     stderr = capsys.readouterr().err

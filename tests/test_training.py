@@ -21,7 +21,7 @@ from cryorefine.unpaired.store import load_translator
 from cryorefine.unpaired.train import train_translator
 
 TINY = ["--steps", "6", "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--tile", "32",
-        "--checkpoint-every", "2"]
+        "--checkpoint-every", "2", "--device", "cpu"]  # bit-exact comparisons need the CPU
 
 
 @pytest.fixture

@@ -64,15 +64,26 @@ def test_a_run_resumes_only_on_the_kind_of_device_its_streams_were_drawn_on(scen
     write_checkpoint(model, TRANSLATOR_FILES, config, {**state, "rng_noise_device": "cuda"})
     capsys.readouterr()
     assert _train(scenes, model, "--method", method, "--device", "cpu", "--resume") == 2
-    assert "the run was trained with --device cuda; resume it on a cuda device" in _one_error(capsys)
+    assert f"{model / 'translator.pt'}: trained with --device cuda: resume it on a cuda device" in _one_error(capsys)
     assert read_checkpoint(model, TRANSLATOR_FILES, (f"cryorefine-{method}",))[1]["step"] == 1  # left as it was
+
+
+def test_a_run_resumes_only_in_the_precision_it_was_trained_in(scenes, tmp_path, capsys):
+    model = tmp_path / "model"
+    assert _train(scenes, model, "--device", "cpu", "--steps", "1") == 0
+    config, state = read_checkpoint(model, TRANSLATOR_FILES, ("cryorefine-contrastive",))
+    assert state["precision"] == "float32"  # no autocast on the CPU
+    write_checkpoint(model, TRANSLATOR_FILES, config, {**state, "precision": "bfloat16"})
+    capsys.readouterr()
+    assert _train(scenes, model, "--device", "cpu", "--resume") == 2
+    assert "translator.pt: trained in bfloat16, but this run would compute in float32" in _one_error(capsys)
 
 
 def test_a_run_saved_before_devices_were_recorded_resumes_on_the_cpu(scenes, tmp_path):
     model = tmp_path / "model"
     assert _train(scenes, model, "--device", "cpu", "--steps", "1") == 0
     config, state = read_checkpoint(model, TRANSLATOR_FILES, ("cryorefine-contrastive",))
-    del state["rng_noise_device"]
+    del state["rng_noise_device"], state["precision"]
     write_checkpoint(model, TRANSLATOR_FILES, config, state)
     assert _train(scenes, model, "--device", "cpu", "--resume") == 0
     assert read_checkpoint(model, TRANSLATOR_FILES, ("cryorefine-contrastive",))[1]["step"] == 2

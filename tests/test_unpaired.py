@@ -88,7 +88,7 @@ def test_train_apply_evaluate_end_to_end(tmp_path, scenes, method):
     model = tmp_path / "model"
     result = run_cli("translate", "train", "--method", method, "--scenes", scenes, "--real", real, "--out", model,
                      "--steps", "6", "--base-channels", "4", "--depth", "2", "--batch-size", "2", "--tile", "32",
-                     "--sampling-steps", "3")
+                     "--sampling-steps", "3", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert (model / "translator.pt").is_file() and (model / "log.csv").is_file()
     assert json.loads((model / "config.json").read_text())["method"] == method

@@ -5,7 +5,8 @@
 # Runs on a fresh clone: the real micrograph and the TRPV1 map are bundled (cryorefine/data/demo).
 # Environment: CUT_STEPS (default 1500), DDPM_STEPS (1500), PICKING_STEPS (300), PICKING_REPEATS (3),
 # PICKING_METHODS (training sets given pickers, default every method; a 100-step picker takes about
-# 30 s on one CPU thread), JOBS (commands at once, default 1), CRYOREFINE (default cryorefine).
+# 30 s on one CPU thread), JOBS (commands at once, default 1), CRYOREFINE (default cryorefine),
+# DEVICE (of the translators, default cpu: the recorded experiment's; cuda on a GPU).
 # One thread per process (OMP_NUM_THREADS=1) so timings compare and parallel jobs do not thrash.
 set -euo pipefail
 out=${1:?usage: micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]}
@@ -30,7 +31,7 @@ scene="--species $trpv1:400:trpv1 --size 682 --pixel-size 4 --min-separation 90 
 [ -d scenes_train ] || $cr scene $scene --n-micrographs 4 --seed 1 --out scenes_train
 [ -d scenes_test ] || $cr scene $scene --n-micrographs 2 --seed 2 --out scenes_test
 
-train="--scenes scenes_train --real $real --holdout $holdout --tile 64"
+train="--scenes scenes_train --real $real --holdout $holdout --tile 64 --device ${DEVICE:-cpu}"
 cut="--steps ${CUT_STEPS:-1500} --batch-size 8"
 # Contrastive translators: from the physics image with the structure term (the default) and
 # without it, and from the clean micrograph (the earlier default); the diffusion model.
@@ -42,11 +43,12 @@ finish
 
 for split in train test; do
     for model in cut_physics cut_physics_nostructure cut_clean ddpm; do
-        [ -d "${split}_$model" ] || run $cr translate apply --model $model --scenes "scenes_$split" --out "${split}_$model"
+        [ -d "${split}_$model" ] || run $cr translate apply --model $model --device "${DEVICE:-cpu}" \
+            --scenes "scenes_$split" --out "${split}_$model"
     done
     # Partial diffusion from the physics image noised to 30 % and 50 % of the levels.
     for level in 0.3 0.5; do
-        [ -d "${split}_ddpm_partial$level" ] || run $cr translate apply --model ddpm --start-level $level \
+        [ -d "${split}_ddpm_partial$level" ] || run $cr translate apply --model ddpm --start-level $level --device "${DEVICE:-cpu}" \
             --scenes "scenes_$split" --out "${split}_ddpm_partial$level"
     done
     for baseline in gaussian poisson; do

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryorefine.commands.options import add_project_dir
+from cryorefine.commands.options import add_device, add_project_dir
 from cryorefine.errors import InputError
 from cryorefine.gan.config import APPLY_NOISE, NOISE_CHOICES
 
@@ -33,7 +33,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (same seed, same output)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="particles refined at once; lower it if memory runs out (default 64)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    add_device(parser)
     add_project_dir(parser)
 
 

@@ -27,6 +27,8 @@ import platform
 import sys
 from pathlib import Path
 
+from cryorefine.commands.options import add_device
+
 log = logging.getLogger(__name__)
 
 _DEFAULT_BATCH = {"simulate": 128, "train": 16, "apply": 64, "memory": 16}
@@ -38,7 +40,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--particles", type=int, default=1000, help="particles (or training set size) to time (default 1000)")
     parser.add_argument("--box", type=int, help="box in pixels (default: 128 for simulate, 64 train/apply, 32 memory)")
     parser.add_argument("--batch-size", type=int, help="default: simulate 128, train 16, apply 64, memory 16")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device(parser, "cpu")
     parser.add_argument("--no-relion", action="store_true", help="simulate: skip the relion_project comparison")
     parser.add_argument("--no-cryojax", action="store_true", help="simulate: skip the cryoJAX comparison")
     parser.add_argument("--rounds", type=int, default=5, help="simulate: interleaved rounds (the median is kept)")

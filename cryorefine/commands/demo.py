@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cryorefine.commands.options import add_device
+
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     from cryorefine.demo_settings import DATA_KINDS, DemoConfig
@@ -34,7 +36,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         "pixel-histogram term (4x the training time)")
     parser.add_argument("--generate", type=int, default=defaults.generate, help="new particles to generate (0: none)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of every step (default %(default)s)")
-    parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or auto (default %(default)s)")
+    add_device(parser, defaults.device)
 
 
 def main(args: argparse.Namespace) -> None:

@@ -23,7 +23,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cryorefine.commands.options import add_project_dir
+from cryorefine.commands.options import add_device, add_project_dir
 from cryorefine.gan.config import GENERATE_NOISE, NOISE_CHOICES
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the poses, CTF draws and noise (default 0)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="particles generated at once; lower it if memory runs out (default 64)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    add_device(parser)
     parser.add_argument("--map-pixel-size", type=float, help="override the map header's voxel size (Å)")
     add_project_dir(parser)
 

@@ -133,6 +133,17 @@ def _existing_folder(text: str) -> Path:
     return path
 
 
+def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:
+    """--device, the same rule for every command (cryorefine.device.resolve_device)."""
+    parser.add_argument("--device", default=default, help="cpu, cuda, cuda:N or auto (default: "
+                        + ("cuda if available)" if default == "auto" else f"{default})"))
+
+
+def add_amp(parser: argparse.ArgumentParser) -> None:
+    """--no-amp for the commands that train: mixed precision is the GPU default."""
+    parser.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
+
+
 def add_project_dir(parser: argparse.ArgumentParser) -> None:
     """--project-dir, the same for every command that reads or writes particle STAR files."""
     parser.add_argument("--project-dir", type=_existing_folder, metavar="DIR",

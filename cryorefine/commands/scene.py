@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cryorefine.artifacts import SceneDescription, SceneFolder, SceneMicrograph, SceneSpecies
+from cryorefine.commands.options import add_device
 from cryorefine.errors import InputError
 from cryorefine.scene.ice import DEFAULT_INELASTIC_MFP_A, IceConfig
 from cryorefine.scene.optics import MTF_KINDS, Optics
@@ -79,8 +80,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="electrons per Å² for Poisson noise; 0 = no noise, intensity units (default 40)")
     parser.add_argument("--mtf", choices=MTF_KINDS, default="sinc", help="detector MTF (default sinc)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:N or auto for the projections (default: cuda if available)")
+    add_device(parser)
 
 
 def default_pixel_size(specs: list[str]) -> float:

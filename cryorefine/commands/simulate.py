@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cryorefine.commands.options import add_project_dir
+from cryorefine.commands.options import add_device, add_project_dir
 from cryorefine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-particles", type=int, help="simulate at most this many particles")
     parser.add_argument("--random-subset", action="store_true", help="pick --max-particles at random (with --seed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-subset (default 0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    add_device(parser)
     parser.add_argument("--batch-size", type=int, default=64,
                         help="particles simulated at once; lower it if memory runs out (default 64)")
 

@@ -26,6 +26,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryorefine.commands.options import add_amp, add_device
 from cryorefine.commands.simulate import add_simulation_args
 from cryorefine.errors import SettingsError
 from cryorefine.gan.config import GAN_MODES, NOISE_PRIORS, LossConfig, ModelConfig, TrainConfig
@@ -71,8 +72,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     speed.add_argument("--num-workers", type=int, default=0, help="loader processes reading images ahead (default: 0)")
     speed.add_argument("--compile", action="store_true", help="torch.compile the models (helps on GPU after a warm-up)")
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out (same settings)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
-    parser.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
+    add_device(parser)
+    add_amp(parser)
     helps = {
         "steps": "training steps (one batch of pairs each)",
         "batch_size": "pairs per step",
@@ -111,20 +112,26 @@ def _configs(args: argparse.Namespace) -> tuple[ModelConfig, LossConfig, TrainCo
     return ModelConfig(**values[ModelConfig]), LossConfig(**values[LossConfig]), TrainConfig(**values[TrainConfig])
 
 
-def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
-    """The pairs folder, or the particles and map to simulate from on `device`."""
-    from cryorefine.gan.data import PairedParticles
-    from cryorefine.gan.onthefly import OnTheFlyPairs
-    from cryorefine.simulate import SimulateConfig
-
+def check_source(args: argparse.Namespace) -> None:
+    """Refuse, before any set-up, a source the options do not fit: simulation options with pairs made
+    already (they would be ignored), or particles without the map to simulate them from."""
     if args.pairs is not None:
         given = [option for option, dest, default in args.on_the_fly_options if getattr(args, dest) != default]
         if given:
             raise SettingsError(f"{', '.join(given)}: on-the-fly simulation options, for --particles; the pairs in "
                                 f"{args.pairs} are simulated already (simulate them again with these options instead)")
-        return PairedParticles(args.pairs, args.project_dir)
-    if args.map is None:
+    elif args.map is None:
         raise SettingsError("--particles needs --map (the map to simulate the pairs from)")
+
+
+def open_source(args: argparse.Namespace, device: torch.device) -> PairSource:
+    """The pairs folder, or the particles and map to simulate from on `device` (see `check_source`)."""
+    from cryorefine.gan.data import PairedParticles
+    from cryorefine.gan.onthefly import OnTheFlyPairs
+    from cryorefine.simulate import SimulateConfig
+
+    if args.pairs is not None:
+        return PairedParticles(args.pairs, args.project_dir)
     return OnTheFlyPairs(SimulateConfig(
         particles=args.particles, map=args.map, box=args.box, pixel_size=args.pixel_size, device=str(device),
         bfactor=args.bfactor, half_maps=tuple(args.half_maps) if args.half_maps else None, mask=args.mask,
@@ -151,6 +158,7 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.gan.trainer import Distributed, Performance, Trainer, fit_noise_baselines
     from cryorefine.io.atomic import write_json
 
+    check_source(args)
     cores, limit = allowed_cores()
     if args.num_workers > cores:  # each worker is a process: thousands of them would never start
         raise SettingsError(f"--num-workers {args.num_workers} is more than the {cores} cores this process "

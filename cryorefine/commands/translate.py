@@ -24,8 +24,9 @@ Actions:
          real one's measured power spectrum, fitted on its training part), or real-background (the
          scene's particles on a strip of a real micrograph: real ice and detector noise)
 
-Both actions run on --device (default: a GPU when the machine has one; mixed precision there unless
---no-amp), in one process: torchrun is refused, as the translators are not split across GPUs.
+Both actions run on --device (default: a GPU when the machine has one; train computes there in mixed
+precision unless --no-amp), in one process: torchrun is refused, as the translators are not split across
+GPUs.
 
 Score the outputs with `cryorefine evaluate micrographs --sets NAME=DIR ... --real REAL.mrc`.
 
@@ -49,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from cryorefine.artifacts import SceneDescription, SceneFolder, TranslatedFolder, TranslatorFolder
-from cryorefine.commands.options import action_help
+from cryorefine.commands.options import action_help, add_amp, add_device
 from cryorefine.errors import InputError, SettingsError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, DiffusionConfig, UnpairedConfig
@@ -102,13 +103,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                        help="steps between checkpoints that --resume continues from (default %(default)s)")
     train.add_argument("--resume", action="store_true",
                        help="continue the run saved in --out (same settings; --steps may grow)")
-    train.add_argument("--no-amp", action="store_true", help="full float32 on GPU (default: bf16/fp16 autocast)")
+    add_amp(train)
 
     apply = actions.add_parser("apply", help="translate a scene folder, or apply a baseline to it",
                                formatter_class=argparse.RawDescriptionHelpFormatter, description=action_help(__doc__, "translate", "apply"))
     for action in (train, apply):
         action.set_defaults(command_parser=action)
-        action.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+        add_device(action)
     source = apply.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="model folder from translate train")
     source.add_argument("--baseline", choices=BASELINES, help="a baseline instead of a model")

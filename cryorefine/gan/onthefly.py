@@ -64,7 +64,8 @@ class OnTheFlyPairs(PairSource):
                                   device=self.simulator.device)
             dist.broadcast(values, src=0)
             scales = dict(zip(sorted(scales), values.tolist()))
-        require_correlation(scales, self.config.particles, self.config.map, self.config.map_pixel_size, self.pixel_size)
+        require_correlation(scales, self.config.particles, self.config.map, self.config.map_pixel_size,
+                            self.simulator.star.pixel_size)  # the map is resampled to the particles' own
         self.scales = scales
         log.info("sim scale per optics group (fitted on %d particles): %s", len(sample), scales)
         return scales

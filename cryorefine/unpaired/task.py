@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryorefine.errors import SettingsError
-from cryorefine.training import TRANSLATOR_FILES, TrainingTask
+from cryorefine.training import TRANSLATOR_FILES, ResumeRefused, TrainingTask
 from cryorefine.unpaired.config import check_resumable
 
 
@@ -33,7 +32,7 @@ class TranslatorTask(TrainingTask):
     def load_extra_state(self, state: dict) -> None:
         saved = state.get("rng_noise_device", "cpu")  # runs saved before devices were recorded trained on the CPU
         if saved != self.noise.device.type:
-            raise SettingsError(f"--device: the run was trained with --device {saved}; resume it on a {saved} "
-                                "device (its random streams cannot continue on another kind)")
+            raise ResumeRefused(f"trained with --device {saved}: resume it on a {saved} device (its random streams "
+                                "cannot continue on another kind)")
         self.tiles.bit_generator.state = state["rng_tiles"]
         self.noise.set_state(state["rng_noise"].cpu())
