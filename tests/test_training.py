@@ -90,9 +90,11 @@ def test_resuming_a_finished_run_says_there_is_nothing_left_and_keeps_it(scenes,
     model = tmp_path / "model"
     _train(scenes, model, "--steps", "2")
     saved = (model / "translator.pt").read_bytes(), (model / "log.csv").read_text()
+    caplog.clear()
     with caplog.at_level("INFO"):
         _train(scenes, model, "--steps", "2", "--resume")
     assert f"{model} was trained to step 2 already (--steps 2): nothing left to train" in caplog.text
+    assert "translator trained in" not in caplog.text
     assert ((model / "translator.pt").read_bytes(), (model / "log.csv").read_text()) == saved
 
 

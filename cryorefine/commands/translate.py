@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                                      condition_sigma=args.condition_sigma, sampling_steps=args.sampling_steps,
                                      guidance=args.guidance, start_level=args.start_level,
                                      log_every=args.log_every, checkpoint_every=args.checkpoint_every, seed=args.seed)
-            train_diffusion(cleans, real, config, args.out, args.resume, device, amp)
+            _, rows = train_diffusion(cleans, real, config, args.out, args.resume, device, amp)
         else:
             config = UnpairedConfig(model=model, steps=args.steps or UnpairedConfig.steps,
                                     batch_size=args.batch_size or UnpairedConfig.batch_size, tile=args.tile,
@@ -185,13 +185,14 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
                                     input=args.input, log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                                     seed=args.seed)
             dose = _dose_per_pixel(args.scenes) if config.input == "physics" else None
-            train_translator(cleans, masks, real, config, dose, args.out, args.resume, device, amp)
+            _, rows = train_translator(cleans, masks, real, config, dose, args.out, args.resume, device, amp)
     except BaseException:
         # A run that fails before its first checkpoint leaves no half-made model folder behind.
         if new_folder and not (args.out / TranslatorFolder.MODEL).exists():
             shutil.rmtree(args.out, ignore_errors=True)
         raise
-    log.info("%s translator trained in %s", args.method, args.out)
+    if rows:  # none when a resumed run had no steps left (the training loop said so)
+        log.info("%s translator trained in %s", args.method, args.out)
 
 
 def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
