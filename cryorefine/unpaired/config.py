@@ -43,9 +43,9 @@ class UnpairedConfig:
     lambda_histogram: float = 10.0
     # In-mask low-pass L1 between output and input (see the module docstring); meant for the
     # physics input, whose low-pass is already on the real scale. 10 rather than 0: on the micrograph
-    # experiment (docs/scene.md) it kept the particles (mask preservation 0.885 vs 0.660, the
-    # untouched coloured baseline 0.905) at a realism still far past that baseline's (RPSD L1 0.072
-    # vs 0.155, classifier AUC 0.61 vs 0.83; without it 0.039 and 0.52).
+    # experiment (docs/scene.md, as reproduced) it kept the particles (mask preservation 0.899 vs 0.630,
+    # the untouched coloured baseline 0.905) at a realism still past that baseline's (RPSD L1 0.121
+    # vs 0.155, classifier AUC 0.57 vs 0.83; without it 0.046 and 0.53).
     lambda_structure: float = 10.0
     nce_patches: int = 64
     input: str = "physics"
