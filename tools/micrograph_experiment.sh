@@ -8,6 +8,8 @@
 # 30 s on one CPU thread), JOBS (commands at once, default 1), CRYOREFINE (default cryorefine),
 # DEVICE (of the translators, default cpu: the recorded experiment's; cuda on a GPU).
 # One thread per process (OMP_NUM_THREADS=1) so timings compare and parallel jobs do not thrash.
+# A step whose output folder exists is skipped, so an interrupted run can go on; that also reuses
+# models trained by other code or settings, so reproduce a result from an empty OUT_DIR.
 set -euo pipefail
 out=${1:?usage: micrograph_experiment.sh OUT_DIR [REAL_MICROGRAPH]}
 here=$(cd "$(dirname "$0")/.." && pwd)
