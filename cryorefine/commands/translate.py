@@ -46,6 +46,7 @@ import dataclasses
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from cryorefine.commands.options import action_help, add_amp, add_device
 from cryorefine.errors import InputError, SettingsError
 from cryorefine.gan.config import ModelConfig
 from cryorefine.unpaired.config import BASELINES, INPUTS, METHODS, DiffusionConfig, UnpairedConfig
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +150,7 @@ def _dose_per_pixel(scene_dir: Path) -> float:
     return scene.dose_per_a2 * scene.pixel_size**2
 
 
-def _device(args: argparse.Namespace):
+def _device(args: argparse.Namespace) -> torch.device:
     """The device of `--device`; one process only (the translators' tasks are not split across ranks)."""
     from cryorefine.device import resolve_device
     from cryorefine.training import Distributed
@@ -157,7 +161,8 @@ def _device(args: argparse.Namespace):
     return resolve_device(args.device)
 
 
-def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float,
+           device: torch.device) -> None:
     from cryorefine.unpaired.diffusion import train_diffusion
     from cryorefine.unpaired.train import train_translator
 
@@ -165,9 +170,9 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
     smallest = min(min(image.shape) for image in (*cleans, *real))
     if not 16 <= args.tile <= smallest:
         raise SettingsError(f"--tile {args.tile} must be between 16 px and {smallest} px, the smallest training "
-                               "image (a scene micrograph or the training part of a real one)")
+                            "image (a scene micrograph or the training part of a real one)")
     model = ModelConfig(base_channels=args.base_channels, depth=args.depth)
-    device, amp = _device(args), not args.no_amp
+    amp = not args.no_amp
     new_folder = not args.out.exists()
     try:
         if args.method == "diffusion":
@@ -195,7 +200,8 @@ def _train(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
         log.info("%s translator trained in %s", args.method, args.out)
 
 
-def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float) -> None:
+def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.ndarray], pixel_size: float,
+           device: torch.device) -> None:
     from cryorefine.io.atomic import StagedOutputDir
     from cryorefine.io.mrc import read_micrograph, write_map
     from cryorefine.io.star import read_coordinate_star
@@ -206,7 +212,6 @@ def _apply(args: argparse.Namespace, cleans: list[np.ndarray], masks: list[np.nd
 
     if args.baseline in ("coloured", "real-background") and args.real is None:
         raise SettingsError(f"--baseline {args.baseline} needs --real (the real micrograph it is measured on)")
-    device = _device(args)
     translator = None
     if args.model is not None:
         if not (args.model / TranslatorFolder.MODEL).exists():
@@ -267,7 +272,8 @@ def main(args: argparse.Namespace) -> None:
     from cryorefine.unpaired.data import synthetic_scenes
 
     _check_numbers(args)
+    device = _device(args)  # refused before any input is read
     real = args.real if isinstance(args.real, list) else [args.real]
     refuse_output_over_inputs(args.out, files=real, folders=[args.scenes, getattr(args, "model", None)])
     cleans, masks, pixel_size = synthetic_scenes(args.scenes)
-    (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size)
+    (_train if args.action == "train" else _apply)(args, cleans, masks, pixel_size, device)

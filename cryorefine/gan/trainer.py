@@ -111,7 +111,7 @@ class Trainer(TrainingTask):
         deepest = int(math.log2(pairs.box)) - 1  # the U-Net's coarsest level keeps at least 2 px
         if model_config.depth > deepest:
             raise SettingsError(f"--depth {model_config.depth} halves the {pairs.box}-px box below 2 px; "
-                             f"use at most {deepest}")
+                                f"use at most {deepest}")
         if loss_config.gan_mode not in losses.GAN_MODES:
             raise SettingsError(f"unknown GAN loss {loss_config.gan_mode!r} (choose from {', '.join(losses.GAN_MODES)})")
         self.pairs = pairs
